@@ -1,0 +1,63 @@
+"""Tallies one process's requests while a test runs, then freezes them into a LoadResult."""
+
+from __future__ import annotations
+
+from deployflow.loadtest.client import Response
+from deployflow.loadtest.histogram import LatencyHistogram
+from deployflow.loadtest.result import GeneratorLag, LoadResult
+
+
+class Recorder:
+    """Counters and histograms, updated from the event loop only (no locking needed)."""
+
+    def __init__(self, lag_threshold_ms: float) -> None:
+        self.lag_threshold_s = lag_threshold_ms / 1e3
+        self.lag = GeneratorLag(threshold_ms=lag_threshold_ms)
+        self.latency = LatencyHistogram()
+        self.server_time = LatencyHistogram()
+        self.overhead = LatencyHistogram()
+        self.sent = 0
+        self.completed = 0
+        self.ok = 0
+        self.errors: dict[str, int] = {}
+        self.last_done = 0.0  # monotonic time of the last settled request
+
+    def start(self, lag_s: float) -> None:
+        """A request left its queue `lag_s` after its intended time."""
+        if lag_s > self.lag_threshold_s:
+            self.lag.late_sends += 1
+        if lag_s * 1e3 > self.lag.max_lag_ms:
+            self.lag.max_lag_ms = lag_s * 1e3
+
+    def response(self, response: Response, latency_s: float, now: float) -> None:
+        self.completed += 1
+        self.last_done = now
+        if 200 <= response.status < 300:
+            self.ok += 1
+            self.latency.record_s(latency_s)
+            if response.server_ms is not None:
+                self.server_time.record_ms(response.server_ms)
+                self.overhead.record_s(latency_s - response.server_ms / 1e3)
+        else:
+            # Still a completed response (it counts in the achieved rate), but an error.
+            self.error(f"http_{response.status}", now)
+
+    def error(self, kind: str, now: float) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+        self.last_done = now
+
+    def result(self, *, mode: str, requested_rate: float, scheduled: int, duration_s: float) -> LoadResult:
+        return LoadResult(
+            mode=mode,
+            requested_rate=requested_rate,
+            scheduled=scheduled,
+            sent=self.sent,
+            completed=self.completed,
+            ok=self.ok,
+            errors=dict(self.errors),
+            duration_s=duration_s,
+            generator_lag=self.lag,
+            latency=self.latency,
+            server_time=self.server_time,
+            overhead=self.overhead,
+        )

@@ -1,0 +1,186 @@
+"""The outcome of a load test, mergeable across worker processes and Airflow mapped tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from deployflow.loadtest.histogram import LatencyHistogram, Percentiles
+
+OPEN_LOOP = "open"
+CLOSED_LOOP = "closed"
+
+
+@dataclass
+class GeneratorLag:
+    """How far the generator itself fell behind its schedule.
+
+    Late sends are requests that started more than `threshold_ms` after their intended
+    time; `slot_waits` counts those that found all max_in_flight connections busy, so
+    late sends without slot waits mean the generator ran out of CPU.
+    """
+
+    late_sends: int = 0
+    max_lag_ms: float = 0.0
+    slot_waits: int = 0
+    threshold_ms: float = 10.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "late_sends": self.late_sends,
+            "max_lag_ms": round(self.max_lag_ms, 3),
+            "slot_waits": self.slot_waits,
+            "threshold_ms": self.threshold_ms,
+        }
+
+
+@dataclass
+class LoadResult:
+    """Counts and latency histograms of one load test (or of several parts of one).
+
+    Latency counts from each request's intended send time and covers successful (2xx)
+    responses; failures are counted in `errors` by class: `http_<status>`, `timeout`,
+    `connect`, `reset`, `protocol`. `server_time` holds the server's own x-ms-run-fn-exec-ms
+    and `overhead` each response's latency minus that, so model time and round trip
+    (network, queueing, server framework) are reported apart.
+    """
+
+    mode: str
+    requested_rate: float
+    scheduled: int
+    sent: int
+    completed: int
+    ok: int
+    errors: dict[str, int]
+    duration_s: float
+    generator_lag: GeneratorLag
+    latency: LatencyHistogram = field(repr=False)
+    server_time: LatencyHistogram = field(repr=False)
+    overhead: LatencyHistogram = field(repr=False)
+    workers: int = 1
+
+    @property
+    def achieved_rate(self) -> float:
+        """Responses (of any status) per second of the test's wall time."""
+        return self.completed / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def success_rate(self) -> float:
+        """Share of the scheduled requests that got a 2xx response."""
+        return self.ok / self.scheduled if self.scheduled else 0.0
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    @property
+    def latency_ms(self) -> Percentiles:
+        return self.latency.percentiles()
+
+    @property
+    def server_time_ms(self) -> Percentiles:
+        return self.server_time.percentiles()
+
+    @property
+    def overhead_ms(self) -> Percentiles:
+        return self.overhead.percentiles()
+
+    def merge(self, others: Iterable[LoadResult]) -> LoadResult:
+        """Combine parts of one load that ran side by side (processes, mapped tasks).
+
+        Rates and counts add up, histograms add exactly, the duration is the longest part.
+        """
+        return merge_results([self, *others])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: headline figures for people, encoded histograms for merging later."""
+        return {
+            "mode": self.mode,
+            "requested_rate": round(self.requested_rate, 3),
+            "achieved_rate": round(self.achieved_rate, 3),
+            "scheduled": self.scheduled,
+            "sent": self.sent,
+            "completed": self.completed,
+            "ok": self.ok,
+            "success_rate": round(self.success_rate, 6),
+            "errors": dict(sorted(self.errors.items())),
+            "duration_s": round(self.duration_s, 6),
+            "workers": self.workers,
+            "generator_lag": self.generator_lag.to_dict(),
+            "latency_ms": self.latency_ms.to_dict(),
+            "server_time_ms": self.server_time_ms.to_dict(),
+            "overhead_ms": self.overhead_ms.to_dict(),
+            "histograms": {
+                "latency": self.latency.encode(),
+                "server_time": self.server_time.encode(),
+                "overhead": self.overhead.encode(),
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LoadResult:
+        """Rebuild from `to_dict()`; derived figures are recomputed from the histograms."""
+        try:
+            histograms = data["histograms"]
+            lag = data["generator_lag"]
+            return cls(
+                mode=str(data["mode"]),
+                requested_rate=float(data["requested_rate"]),
+                scheduled=int(data["scheduled"]),
+                sent=int(data["sent"]),
+                completed=int(data["completed"]),
+                ok=int(data["ok"]),
+                errors={str(k): int(v) for k, v in data["errors"].items()},
+                duration_s=float(data["duration_s"]),
+                generator_lag=GeneratorLag(
+                    late_sends=int(lag["late_sends"]),
+                    max_lag_ms=float(lag["max_lag_ms"]),
+                    slot_waits=int(lag["slot_waits"]),
+                    threshold_ms=float(lag["threshold_ms"]),
+                ),
+                latency=LatencyHistogram.decode(histograms["latency"]),
+                server_time=LatencyHistogram.decode(histograms["server_time"]),
+                overhead=LatencyHistogram.decode(histograms["overhead"]),
+                workers=int(data.get("workers", 1)),
+            )
+        except KeyError as exc:
+            raise ValueError(f"not a load test result: missing field {exc.args[0]!r}") from exc
+
+
+def merge_results(results: Iterable[LoadResult]) -> LoadResult:
+    """Combine results of parts that ran at the same time into one (see LoadResult.merge)."""
+    parts = list(results)
+    if not parts:
+        raise ValueError("no load test results to merge")
+    modes = {p.mode for p in parts}
+    if len(modes) > 1:
+        raise ValueError(f"cannot merge open-loop and closed-loop results: {sorted(modes)}")
+    errors: dict[str, int] = {}
+    latency, server_time, overhead = LatencyHistogram(), LatencyHistogram(), LatencyHistogram()
+    for part in parts:
+        for kind, count in part.errors.items():
+            errors[kind] = errors.get(kind, 0) + count
+        latency.add(part.latency)
+        server_time.add(part.server_time)
+        overhead.add(part.overhead)
+    return LoadResult(
+        mode=parts[0].mode,
+        requested_rate=sum(p.requested_rate for p in parts),
+        scheduled=sum(p.scheduled for p in parts),
+        sent=sum(p.sent for p in parts),
+        completed=sum(p.completed for p in parts),
+        ok=sum(p.ok for p in parts),
+        errors=errors,
+        duration_s=max(p.duration_s for p in parts),
+        generator_lag=GeneratorLag(
+            late_sends=sum(p.generator_lag.late_sends for p in parts),
+            max_lag_ms=max(p.generator_lag.max_lag_ms for p in parts),
+            slot_waits=sum(p.generator_lag.slot_waits for p in parts),
+            threshold_ms=max(p.generator_lag.threshold_ms for p in parts),
+        ),
+        latency=latency,
+        server_time=server_time,
+        overhead=overhead,
+        workers=sum(p.workers for p in parts),
+    )

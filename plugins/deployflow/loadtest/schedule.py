@@ -1,0 +1,106 @@
+"""Arrival schedules: when each request is meant to be sent, independent of the server.
+
+An open-loop test is defined by its schedule alone, so latency can be measured from
+the intended send time and a slow server cannot slow the arrivals down.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Step:
+    """A stretch of constant arrival rate: `rate` requests per second for `duration_s`."""
+
+    rate: float
+    duration_s: float
+
+    def __post_init__(self) -> None:
+        if not (self.rate >= 0 and math.isfinite(self.rate)):
+            raise ValueError(f"step rate must be a finite number >= 0, got {self.rate!r}")
+        if not (self.duration_s > 0 and math.isfinite(self.duration_s)):
+            raise ValueError(f"step duration must be a finite number > 0, got {self.duration_s!r}")
+
+    @property
+    def count(self) -> int:
+        """Sends at offsets j / rate that fall strictly inside the step."""
+        # The epsilon keeps 100 rps x 0.3 s at 30 sends despite float rounding.
+        return max(0, math.ceil(self.rate * self.duration_s - 1e-9))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A sequence of constant-rate steps; a plain constant-rate test is one step."""
+
+    steps: tuple[Step, ...]
+
+    def __post_init__(self) -> None:
+        if not self.steps:
+            raise ValueError("a schedule needs at least one step")
+
+    @classmethod
+    def constant(cls, rate: float, duration_s: float) -> Schedule:
+        """`rate` requests per second for `duration_s` seconds."""
+        return cls((Step(rate, duration_s),))
+
+    @classmethod
+    def stepped(cls, steps: Iterable[tuple[float, float] | Step]) -> Schedule:
+        """Steps given as (rate, duration_s) pairs, run one after another."""
+        return cls(tuple(s if isinstance(s, Step) else Step(*s) for s in steps))
+
+    @classmethod
+    def ramp(cls, start_rate: float, end_rate: float, duration_s: float, steps: int = 10) -> Schedule:
+        """A linear ramp from `start_rate` to `end_rate`, approximated by equal-length steps."""
+        if steps < 1:
+            raise ValueError(f"a ramp needs at least one step, got {steps}")
+        if steps == 1:
+            return cls.constant(end_rate, duration_s)
+        each = duration_s / steps
+        delta = (end_rate - start_rate) / (steps - 1)
+        return cls(tuple(Step(start_rate + i * delta, each) for i in range(steps)))
+
+    @property
+    def duration_s(self) -> float:
+        return sum(s.duration_s for s in self.steps)
+
+    @property
+    def total_requests(self) -> int:
+        return sum(s.count for s in self.steps)
+
+    @property
+    def mean_rate(self) -> float:
+        return self.total_requests / self.duration_s
+
+    def shard_size(self, shard: int = 0, shards: int = 1) -> int:
+        """How many sends `offsets(shard, shards)` yields."""
+        _check_shard(shard, shards)
+        total = self.total_requests
+        return total // shards + (1 if shard < total % shards else 0)
+
+    def offsets(self, shard: int = 0, shards: int = 1) -> Iterator[float]:
+        """Intended send times in seconds from the start, for one of `shards` workers.
+
+        Worker k takes every shards-th send starting at the k-th, so the workers'
+        sends interleave and their union is exactly the whole schedule.
+        """
+        _check_shard(shard, shards)
+        index = 0
+        step_start = 0.0
+        for step in self.steps:
+            if step.count:
+                interval = 1.0 / step.rate
+                # First j in this step whose global index belongs to this shard.
+                j = (shard - index) % shards
+                while j < step.count:
+                    yield step_start + j * interval
+                    j += shards
+            index += step.count
+            step_start += step.duration_s
+
+
+def _check_shard(shard: int, shards: int) -> None:
+    if shards < 1 or not 0 <= shard < shards:
+        raise ValueError(f"shard must be in [0, {shards}), got {shard}")

@@ -1,0 +1,41 @@
+"""``python -m deployflow.runtime``: start the local runtime that plays Azure ML's part."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from deployflow.runtime.config import DEFAULT_CONTROL_PORT, DEFAULT_ROUTER_PORT, LOOPBACK, RuntimeConfig
+from deployflow.runtime.resources import Enforcement
+from deployflow.runtime.server import run
+
+
+def parse_args(argv: list[str] | None = None) -> RuntimeConfig:
+    parser = argparse.ArgumentParser(prog="python -m deployflow.runtime", description=__doc__)
+    parser.add_argument("--data-dir", type=Path, required=True, help="state, models, logs (created if missing)")
+    parser.add_argument("--host", default=LOOPBACK, help="address to listen on (default: loopback only)")
+    parser.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT)
+    parser.add_argument("--router-port", type=int, default=DEFAULT_ROUTER_PORT)
+    parser.add_argument("--advertise-host", help="host name put in scoring URIs (default: the listen address)")
+    parser.add_argument("--env-cache-dir", type=Path, help="where model environments are built and reused")
+    parser.add_argument(
+        "--enforcement", choices=[e.value for e in Enforcement if e is not Enforcement.NONE],
+        help="force a resource enforcement (default: the strongest this machine allows)",
+    )  # fmt: skip
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return RuntimeConfig(
+        data_dir=args.data_dir.resolve(),
+        host=args.host,
+        control_port=args.control_port,
+        router_port=args.router_port,
+        advertise_host=args.advertise_host,
+        env_cache_dir=args.env_cache_dir.resolve() if args.env_cache_dir else None,
+        enforcement=Enforcement(args.enforcement) if args.enforcement else None,
+    )
+
+
+if __name__ == "__main__":
+    run(parse_args())

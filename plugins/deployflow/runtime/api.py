@@ -1,0 +1,115 @@
+"""The control plane: a REST API for models, endpoints, deployments, traffic, keys and logs.
+
+Shaped after Azure ML's online endpoints: creating a deployment answers 202 at once and
+provisions in the background, so clients poll ``provisioning_state`` as they would an
+Azure long-running operation. Every route but ``/health`` needs the admin token.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from deployflow.runtime.errors import RuntimeApiError, Unauthorized
+from deployflow.runtime.schemas import (
+    DEPLOYMENT_NAME_PATTERN,
+    ENDPOINT_NAME_PATTERN,
+    Deployment,
+    DeploymentSpec,
+    Endpoint,
+    EndpointKeys,
+    EndpointSpec,
+    Model,
+    ModelRegistration,
+    RegenerateKeys,
+)
+from deployflow.runtime.service import Runtime
+
+
+def create_app(runtime: Runtime, token: str) -> FastAPI:
+    expected = f"Bearer {token}".encode()
+
+    def authorized(authorization: str | None = Header(default=None)) -> None:
+        if authorization is None or not hmac.compare_digest(authorization.encode(), expected):
+            raise Unauthorized("send the runtime's admin token as 'Authorization: Bearer <token>'")
+
+    app = FastAPI(title="deployflow local runtime", version="1")
+    secured = [Depends(authorized)]
+
+    @app.exception_handler(RuntimeApiError)
+    async def _api_error(_: Request, error: RuntimeApiError) -> JSONResponse:
+        return JSONResponse({"error": {"code": error.code, "message": str(error)}}, status_code=error.status_code)
+
+    def endpoint_view(name: str) -> Endpoint:
+        return runtime.endpoint(name).view(runtime.config.scoring_uri(name))
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/models", status_code=201, dependencies=secured)
+    async def register_model(registration: ModelRegistration) -> Model:
+        return await runtime.register_model(registration)
+
+    @app.get("/models", dependencies=secured)
+    async def list_models() -> list[Model]:
+        return runtime.list_models()
+
+    @app.get("/models/{name}/versions/{version}", dependencies=secured)
+    async def get_model(name: str, version: str) -> Model:
+        return runtime.get_model(name, version)
+
+    @app.get("/endpoints", dependencies=secured)
+    async def list_endpoints() -> list[Endpoint]:
+        return [endpoint_view(name) for name in sorted(runtime.endpoints)]
+
+    @app.put("/endpoints/{name}", dependencies=secured)
+    async def put_endpoint(spec: EndpointSpec, name: str = Path(pattern=ENDPOINT_NAME_PATTERN)) -> Endpoint:
+        runtime.put_endpoint(name, spec)
+        return endpoint_view(name)
+
+    @app.get("/endpoints/{name}", dependencies=secured)
+    async def get_endpoint(name: str) -> Endpoint:
+        return endpoint_view(name)
+
+    @app.delete("/endpoints/{name}", status_code=204, dependencies=secured)
+    async def delete_endpoint(name: str) -> None:
+        await runtime.delete_endpoint(name)
+
+    @app.post("/endpoints/{name}/keys", dependencies=secured)
+    async def list_keys(name: str) -> EndpointKeys:
+        endpoint = runtime.endpoint(name)
+        return EndpointKeys(primary_key=endpoint.primary_key, secondary_key=endpoint.secondary_key)
+
+    @app.post("/endpoints/{name}/regenerate-keys", dependencies=secured)
+    async def regenerate_keys(name: str, body: RegenerateKeys) -> EndpointKeys:
+        endpoint = runtime.regenerate_key(name, body.key_type)
+        return EndpointKeys(primary_key=endpoint.primary_key, secondary_key=endpoint.secondary_key)
+
+    @app.get("/endpoints/{name}/deployments", dependencies=secured)
+    async def list_deployments(name: str) -> list[Deployment]:
+        return [d.view() for d in runtime.endpoint(name).deployments.values()]
+
+    @app.put("/endpoints/{name}/deployments/{deployment}", status_code=202, dependencies=secured)
+    async def put_deployment(
+        name: str, spec: DeploymentSpec, deployment: str = Path(pattern=DEPLOYMENT_NAME_PATTERN)
+    ) -> Deployment:
+        return runtime.put_deployment(name, deployment, spec).view()
+
+    @app.get("/endpoints/{name}/deployments/{deployment}", dependencies=secured)
+    async def get_deployment(name: str, deployment: str) -> Deployment:
+        return runtime.deployment(name, deployment).view()
+
+    @app.delete("/endpoints/{name}/deployments/{deployment}", status_code=204, dependencies=secured)
+    async def delete_deployment(name: str, deployment: str) -> None:
+        await runtime.delete_deployment(name, deployment)
+
+    @app.get("/endpoints/{name}/deployments/{deployment}/logs", dependencies=secured)
+    async def deployment_logs(
+        name: str, deployment: str, lines: int = Query(100, ge=1, le=10_000)
+    ) -> PlainTextResponse:
+        return PlainTextResponse(runtime.logs(name, deployment, lines))
+
+    return app

@@ -1,0 +1,80 @@
+"""Model environments: one venv per distinct requirements file, built once and reused.
+
+Azure ML builds an image per environment and caches it by content; the local runtime does
+the same with virtual environments keyed by a hash of the requirements and the Python
+version, so a second deployment of the same model starts in seconds.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+READY_MARKER = ".deployflow-ready"
+BUILD_TIMEOUT_S = 900
+
+
+class EnvironmentBuildError(RuntimeError):
+    """The model's requirements could not be installed; the message carries pip's last lines."""
+
+
+def environment_key(requirements: str, python: str = sys.executable) -> str:
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    lines = sorted(line.strip() for line in requirements.splitlines() if line.strip() and not line.startswith("#"))
+    digest = hashlib.sha256("\n".join([version, python, *lines]).encode()).hexdigest()
+    return digest[:16]
+
+
+class EnvironmentCache:
+    """Builds and finds model venvs under ``cache_dir``; safe across processes (file lock)."""
+
+    def __init__(self, cache_dir: Path, *, base_python: str = sys.executable) -> None:
+        self.cache_dir = cache_dir
+        self.base_python = base_python
+
+    def ensure(self, requirements_file: Path) -> Path:
+        """Return the Python interpreter of the venv for these requirements, building it if needed."""
+        key = environment_key(requirements_file.read_text(), self.base_python)
+        env_dir = self.cache_dir / key
+        python = env_dir / "bin" / "python"
+        if (env_dir / READY_MARKER).exists():
+            return python
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.cache_dir / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (env_dir / READY_MARKER).exists():
+                self._build(env_dir, requirements_file)
+        return python
+
+    def _build(self, env_dir: Path, requirements_file: Path) -> None:
+        log.info("building model environment %s from %s", env_dir.name, requirements_file)
+        shutil.rmtree(env_dir, ignore_errors=True)
+        build_log = self.cache_dir / f"{env_dir.name}.build.log"
+        steps = [
+            [self.base_python, "-m", "venv", str(env_dir)],
+            [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
+             "--no-input", "-r", str(requirements_file)],
+        ]
+        with open(build_log, "w") as out:
+            for step in steps:
+                try:
+                    result = subprocess.run(step, stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S)
+                except subprocess.TimeoutExpired as e:
+                    shutil.rmtree(env_dir, ignore_errors=True)
+                    raise EnvironmentBuildError(f"building the model environment took over {BUILD_TIMEOUT_S}s") from e
+                if result.returncode != 0:
+                    shutil.rmtree(env_dir, ignore_errors=True)
+                    tail = "\n".join(build_log.read_text().splitlines()[-15:])
+                    raise EnvironmentBuildError(
+                        f"installing {requirements_file} failed (exit {result.returncode}); "
+                        f"fix the requirements. Last lines of {build_log}:\n{tail}"
+                    )
+        (env_dir / READY_MARKER).write_text(requirements_file.read_text())
+        log.info("model environment %s ready", env_dir.name)

@@ -1,0 +1,237 @@
+"""Replicas: Azure ML inference server processes, one per deployment instance.
+
+Each replica is started from an argument list with its settings in the environment, in its
+own process group, placed in its resource limits before exec, and dies with the runtime
+(``PR_SET_PDEATHSIG``). Readiness is a poll of the server's health route that fails fast
+when the process has already exited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+
+from deployflow.runtime.resources import Placement
+
+log = logging.getLogger(__name__)
+
+LAUNCHER = Path(__file__).with_name("replica_main.py")
+LOOPBACK = "127.0.0.1"
+HEALTH_POLL_S = 0.1
+STOP_GRACE_S = 5.0
+LOG_TAIL_LINES = 20
+PR_SET_PDEATHSIG = 1
+REPLICA_MARKER_ENV = "DEPLOYFLOW_REPLICA_ID"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class ReplicaState(StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    DEAD = "dead"
+    STOPPED = "stopped"
+
+
+class ReplicaStartError(RuntimeError):
+    """The scoring server exited or never answered its health route; the message has its log tail."""
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16_384))
+            return b"\n".join(f.read().splitlines()[-lines:]).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+async def http_status(host: str, port: int, path: str = "/", timeout: float = 2.0) -> int | None:
+    """Status code of a GET, or None when nothing answers in time."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, TimeoutError):
+        return None
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        parts = line.split()
+        return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
+    except (OSError, TimeoutError):
+        return None
+    finally:
+        writer.close()
+
+
+class Replica:
+    """One scoring-server process group serving one deployment instance on a loopback port."""
+
+    def __init__(
+        self,
+        replica_id: str,
+        *,
+        python: Path,
+        package_dir: Path,
+        worker_count: int,
+        environment: dict[str, str],
+        placement_factory: Callable[[], Placement],
+        log_path: Path,
+    ) -> None:
+        self.replica_id = replica_id
+        self.python = python
+        self.package_dir = package_dir
+        self.worker_count = worker_count
+        self.environment = environment
+        self.placement_factory = placement_factory
+        self.log_path = log_path
+        self.host = LOOPBACK
+        self.port = 0
+        self.state = ReplicaState.STOPPED
+        self.process: subprocess.Popen[bytes] | None = None
+        self.placement: Placement | None = None
+        self.inflight = 0
+        self.restarts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def exited(self) -> bool:
+        return self.process is None or self.process.poll() is not None
+
+    def spawn(self) -> None:
+        """Start the server; call from the event loop's thread (the death signal follows the spawning thread)."""
+        self.port = free_port()
+        self.placement = self.placement_factory()
+        args = [
+            str(self.python), str(LAUNCHER),
+            "--entry_script", str(self.package_dir / "score.py"),
+            "--model_dir", str(self.package_dir),
+            "--port", str(self.port),
+            "--worker_count", str(self.worker_count),
+        ]  # fmt: skip
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            "AML_APP_ROOT": str(self.package_dir),
+            REPLICA_MARKER_ENV: self.replica_id,
+            **self.environment,
+        }
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        placement = self.placement
+        parent = os.getpid()
+
+        def in_child() -> None:
+            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:
+                os._exit(1)
+            placement.apply_in_child()
+
+        with open(self.log_path, "ab") as log_file:
+            self.process = subprocess.Popen(
+                args,
+                env=env,
+                cwd=self.package_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=in_child,  # noqa: PLW1509 - needed to join cgroups and set the death signal
+            )
+        self.state = ReplicaState.STARTING
+        log.info("replica %s started (pid %s, port %s)", self.replica_id, self.process.pid, self.port)
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            if self.exited():
+                code = self.process.returncode if self.process else None
+                self.state = ReplicaState.DEAD
+                raise ReplicaStartError(
+                    f"replica {self.replica_id} exited with code {code} before it was ready; "
+                    f"last log lines:\n{tail(self.log_path)}"
+                )
+            if await http_status(self.host, self.port, "/", timeout=1.0) == 200:
+                self.state = ReplicaState.READY
+                return
+            await asyncio.sleep(HEALTH_POLL_S)
+        self.state = ReplicaState.DEAD
+        raise ReplicaStartError(
+            f"replica {self.replica_id} did not answer its health route within {timeout_s:.0f}s; "
+            f"last log lines:\n{tail(self.log_path)}"
+        )
+
+    def mark_dead(self) -> None:
+        if self.state is not ReplicaState.STOPPED:
+            self.state = ReplicaState.DEAD
+
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Terminate the process group, kill it after the grace period, and release its limits."""
+        self.state = ReplicaState.STOPPED
+        process = self.process
+        if process is not None and process.poll() is None:
+            _signal_group(process.pid, signal.SIGTERM)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + grace_s
+            while process.poll() is None and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait()
+        elif process is not None:
+            _signal_group(process.pid, signal.SIGKILL)  # workers may outlive a crashed master
+        if self.placement is not None:
+            await _wait_group_gone(process.pid if process else None)
+            self.placement.release()
+            self.placement = None
+
+    def rotate_log(self, cap_bytes: int) -> None:
+        """Keep the log near ``cap_bytes``: copy it aside and truncate it (the server appends)."""
+        try:
+            if self.log_path.stat().st_size <= cap_bytes:
+                return
+            previous = self.log_path.with_suffix(".log.1")
+            with open(self.log_path, "rb") as src, open(previous, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.truncate(self.log_path, 0)
+        except OSError as e:
+            log.warning("could not rotate %s: %s", self.log_path, e)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+async def _wait_group_gone(pgid: int | None, timeout_s: float = 2.0) -> None:
+    """Gunicorn workers leave shortly after their master; wait so their cgroup can be removed."""
+    if pgid is None:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        await asyncio.sleep(0.05)

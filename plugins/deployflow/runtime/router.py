@@ -1,0 +1,390 @@
+"""The data plane: one port that authenticates, splits, mirrors and forwards scoring requests.
+
+``POST /endpoints/{name}/score`` with ``Authorization: Bearer <key>`` is sent to a
+deployment drawn by the endpoint's traffic weights, or to the one named in the
+``azureml-model-deployment`` header; a share may be copied to the mirror deployment, whose
+answers are dropped. A replica that fails before answering is replaced by another, so a
+replica's death or a traffic change never fails a request. Written on asyncio protocols
+with httptools because every microsecond here is added to every prediction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import socket
+import uuid
+from collections import deque
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+import httptools
+
+from deployflow.runtime.endpoints import DeploymentRuntime
+from deployflow.runtime.replicas import Replica
+
+if TYPE_CHECKING:
+    from deployflow.runtime.service import Runtime
+
+log = logging.getLogger(__name__)
+
+SCORE_PATH = re.compile(rb"^/endpoints/([^/?]+)/score(?:\?.*)?$")
+DEPLOYMENT_HEADER = b"azureml-model-deployment"
+REQUEST_ID_HEADER = b"x-request-id"
+# Not forwarded: they describe one connection, or they are the caller's secret.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer",
+        b"upgrade", b"host", b"content-length", b"authorization", REQUEST_ID_HEADER,
+    }
+)  # fmt: skip
+RESPONSE_DROPPED = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length",
+                              REQUEST_ID_HEADER, DEPLOYMENT_HEADER})  # fmt: skip
+MAX_ATTEMPTS = 8
+MAX_MIRRORS_IN_FLIGHT = 64
+REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+
+
+class NoAnswer(Exception):
+    """The replica closed or refused the connection before sending a byte: safe to retry elsewhere."""
+
+
+class BrokenAnswer(Exception):
+    """The replica started answering and then broke off: not retried, the caller gets a 502."""
+
+
+def error_body(code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+class Answer:
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    @classmethod
+    def error(cls, status: int, code: str, message: str) -> Answer:
+        return cls(status, [(b"content-type", b"application/json")], error_body(code, message))
+
+
+class Request:
+    __slots__ = ("method", "url", "headers", "body", "keep_alive")
+
+    def __init__(self, method: bytes, url: bytes, headers: dict[bytes, bytes], body: bytes, keep_alive: bool):
+        self.method, self.url, self.headers, self.body, self.keep_alive = method, url, headers, body, keep_alive
+
+
+class Router:
+    """Routes scoring requests to the runtime's deployments."""
+
+    def __init__(self, runtime: Runtime, max_body_bytes: int) -> None:
+        self.runtime = runtime
+        self.max_body_bytes = max_body_bytes
+        self.server: asyncio.Server | None = None
+        self._mirrors: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: ClientConnection(self), host, port, backlog=2048)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for task in list(self._mirrors):
+            task.cancel()
+
+    async def dispatch(self, request: Request) -> tuple[Answer, bytes]:
+        """The answer to one request, and the request id it carries."""
+        request_id = request.headers.get(REQUEST_ID_HEADER) or str(uuid.uuid4()).encode()
+        match = SCORE_PATH.match(request.url)
+        if match is None:
+            path = request.url.decode(errors="replace")
+            return Answer.error(404, "NotFound", f"no route {path}; score at POST /endpoints/<name>/score"), request_id
+        if request.method != b"POST":
+            return Answer.error(405, "MethodNotAllowed", "scoring takes POST"), request_id
+        name = match.group(1).decode(errors="replace")
+        endpoint = self.runtime.endpoints.get(name)
+        if endpoint is None:
+            return Answer.error(404, "EndpointNotFound", f"no endpoint named {name}"), request_id
+        if not endpoint.authorized(request.headers.get(b"authorization")):
+            message = "send one of the endpoint's keys as 'Authorization: Bearer <key>'"
+            return Answer.error(401, "Unauthorized", message), request_id
+        pinned = request.headers.get(DEPLOYMENT_HEADER)
+        if pinned:
+            deployment = endpoint.deployments.get(pinned.decode(errors="replace"))
+            if deployment is None or not deployment.routable():
+                message = f"endpoint {name} has no deployment named {pinned.decode(errors='replace')} to serve"
+                return Answer.error(404, "DeploymentNotFound", message), request_id
+        else:
+            deployment = endpoint.choose()
+            if deployment is None:
+                message = f"endpoint {name} has no deployment taking traffic; set its traffic"
+                return Answer.error(503, "NoTrafficDeployment", message), request_id
+            mirror = endpoint.mirror_target()
+            if mirror is not None and len(self._mirrors) < MAX_MIRRORS_IN_FLIGHT:
+                task = asyncio.create_task(self._mirror(mirror, request, request_id))
+                self._mirrors.add(task)
+                task.add_done_callback(self._mirrors.discard)
+        answer = await self.forward(deployment, request, request_id)
+        answer.headers.append((DEPLOYMENT_HEADER, deployment.name_bytes))
+        return answer, request_id
+
+    async def _mirror(self, deployment: DeploymentRuntime, request: Request, request_id: bytes) -> None:
+        await self.forward(deployment, request, request_id, mirrored=True)
+
+    async def forward(
+        self, deployment: DeploymentRuntime, request: Request, request_id: bytes, *, mirrored: bool = False
+    ) -> Answer:
+        """Send to a ready replica and count the answer against the deployment."""
+        answer = await self._forward(deployment, request, request_id)
+        deployment.stats.record(answer.status, mirrored=mirrored)
+        return answer
+
+    async def _forward(self, deployment: DeploymentRuntime, request: Request, request_id: bytes) -> Answer:
+        """On a failure before any answer, try another replica until the request's timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + deployment.timeout_s
+        payload = upstream_request(request, request_id)
+        tried: set[Replica] = set()
+        for _ in range(MAX_ATTEMPTS):
+            replica = deployment.pick(tried)
+            if replica is None:
+                replica = await self._wait_for_replica(deployment, deadline)
+                if replica is None:
+                    return Answer.error(
+                        503, "NoReadyInstance", f"deployment {deployment.name} has no instance ready to serve"
+                    )
+                tried.clear()
+            tried.add(replica)
+            replica.inflight += 1
+            try:
+                return await asyncio.wait_for(exchange(replica, payload), deadline - loop.time())
+            except NoAnswer:
+                replica.mark_dead()
+                continue
+            except BrokenAnswer as e:
+                return Answer.error(502, "BadGateway", f"deployment {deployment.name} broke off its answer: {e}")
+            except TimeoutError:
+                return Answer.error(
+                    504, "RequestTimeout",
+                    f"deployment {deployment.name} did not answer within {deployment.timeout_s:g}s "
+                    "(request_settings.request_timeout_ms)",
+                )  # fmt: skip
+            finally:
+                replica.inflight -= 1
+        return Answer.error(502, "BadGateway", f"no instance of deployment {deployment.name} answered")
+
+    async def _wait_for_replica(self, deployment: DeploymentRuntime, deadline: float) -> Replica | None:
+        loop = asyncio.get_running_loop()
+        while True:
+            deployment.replica_ready.clear()
+            replica = deployment.pick(set())
+            remaining = deadline - loop.time()
+            if replica is not None or remaining <= 0 or not deployment.routable():
+                return replica
+            try:
+                await asyncio.wait_for(deployment.replica_ready.wait(), remaining)
+            except TimeoutError:
+                return None
+
+
+def upstream_request(request: Request, request_id: bytes) -> bytes:
+    lines = [b"POST /score HTTP/1.1", b"host: 127.0.0.1", b"connection: close",
+             b"content-length: " + str(len(request.body)).encode(), b"x-request-id: " + request_id]  # fmt: skip
+    for name, value in request.headers.items():
+        if name not in HOP_BY_HOP:
+            lines.append(name + b": " + value)
+    return b"\r\n".join(lines) + b"\r\n\r\n" + request.body
+
+
+async def exchange(replica: Replica, payload: bytes) -> Answer:
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Answer] = loop.create_future()
+    try:
+        transport, _ = await loop.create_connection(
+            lambda: UpstreamConnection(payload, done), replica.host, replica.port
+        )
+    except OSError as e:
+        raise NoAnswer(str(e)) from e
+    try:
+        return await done
+    finally:
+        transport.close()
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One request to a replica; resolves ``done`` with the parsed answer."""
+
+    def __init__(self, payload: bytes, done: asyncio.Future[Answer]) -> None:
+        self.payload = payload
+        self.done = done
+        self.parser = httptools.HttpResponseParser(self)
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.received = False
+        self.headers_complete = False
+        self.length_known = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        _no_delay(transport)
+        transport.write(self.payload)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as e:
+            self._fail(BrokenAnswer(f"unparseable answer: {e}"))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name in (b"content-length", b"transfer-encoding"):
+            self.length_known = True
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.headers_complete = True
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if not self.done.done():
+            self.done.set_result(self._answer())
+
+    def _answer(self) -> Answer:
+        headers = [(n, v) for n, v in self.headers if n not in RESPONSE_DROPPED]
+        return Answer(self.parser.get_status_code(), headers, b"".join(self.body))
+
+    def _fail(self, error: Exception) -> None:
+        if not self.done.done():
+            self.done.set_exception(error)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.done.done():
+            return
+        if not self.received:
+            self._fail(NoAnswer(str(exc) if exc else "connection closed before any answer"))
+        elif self.headers_complete and not self.length_known:
+            self.done.set_result(self._answer())  # a body delimited by the close itself
+        else:
+            self._fail(BrokenAnswer("connection closed mid-answer"))
+
+
+class ClientConnection(asyncio.Protocol):
+    """A caller's keep-alive connection; requests on it are answered in order."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.pending: deque[Request] = deque()
+        self.busy = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.url = b""
+        self.headers: dict[bytes, bytes] = {}
+        self.body: list[bytes] = []
+        self.body_size = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        _no_delay(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as e:
+            if isinstance(e.__context__, _TooLarge):
+                limit = self.router.max_body_bytes
+                self._reject(413, "PayloadTooLarge", f"request body is over {limit} bytes; send smaller batches")
+            else:
+                self._reject(400, "BadRequest", "malformed HTTP request")
+
+    def on_message_begin(self) -> None:
+        self._reset()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.lower()] = value
+
+    def on_headers_complete(self) -> None:
+        length = self.headers.get(b"content-length", b"0")
+        if length.isdigit() and int(length) > self.router.max_body_bytes:
+            raise _TooLarge
+
+    def on_body(self, body: bytes) -> None:
+        self.body_size += len(body)
+        if self.body_size > self.router.max_body_bytes:
+            raise _TooLarge
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        keep_alive = self.parser.should_keep_alive()
+        self.pending.append(Request(self.parser.get_method(), self.url, self.headers, b"".join(self.body), keep_alive))
+        if not self.busy:
+            self._next()
+
+    def _next(self) -> None:
+        if self.transport is None or not self.pending:
+            self.busy = False
+            if self.transport is not None:
+                self.transport.resume_reading()
+            return
+        self.busy = True
+        self.transport.pause_reading()
+        request = self.pending.popleft()
+        task = asyncio.get_running_loop().create_task(self.router.dispatch(request))
+        task.add_done_callback(lambda t: self._answered(t, request))
+
+    def _answered(self, task: asyncio.Task[tuple[Answer, bytes]], request: Request) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            log.error("router failed on a request: %r", error)
+            answer, request_id = Answer.error(500, "InternalError", "the router failed; see its log"), b""
+        else:
+            answer, request_id = task.result()
+        self._write(answer, request_id, request.keep_alive)
+        if not request.keep_alive and self.transport is not None:
+            self.transport.close()
+            return
+        self._next()
+
+    def _write(self, answer: Answer, request_id: bytes, keep_alive: bool) -> None:
+        if self.transport is None:
+            return
+        head = [b"HTTP/1.1 %d %s" % (answer.status, REASONS.get(answer.status, b"Unknown"))]
+        for name, value in answer.headers:
+            head.append(name + b": " + value)
+        if request_id:
+            head.append(b"x-request-id: " + request_id)
+        head.append(b"content-length: %d" % len(answer.body))
+        head.append(b"connection: keep-alive" if keep_alive else b"connection: close")
+        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + answer.body)
+
+    def _reject(self, status: int, code: str, message: str) -> None:
+        """Answer a request that cannot be parsed or read, and close: the stream is out of step."""
+        self._write(Answer.error(status, code, message), b"", keep_alive=False)
+        if self.transport is not None:
+            self.transport.close()
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _no_delay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -1,0 +1,74 @@
+"""Run the local runtime: control plane, router and replicas in one process, until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+import uvicorn
+
+from deployflow.runtime.api import create_app
+from deployflow.runtime.config import RuntimeConfig, load_or_create_token
+from deployflow.runtime.router import Router
+from deployflow.runtime.service import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class _ControlPlane(uvicorn.Server):
+    """uvicorn without its own signal handling: the runtime shuts down replicas first."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(config: RuntimeConfig, *, ready: asyncio.Event | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then stop every replica; state stays in the data dir."""
+    token = load_or_create_token(config)
+    runtime = Runtime(config)
+    router = Router(runtime, config.max_body_bytes)
+    control = _ControlPlane(
+        uvicorn.Config(
+            create_app(runtime, token), host=config.host, port=config.control_port,
+            log_level="warning", lifespan="off", access_log=False,
+        )
+    )  # fmt: skip
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await runtime.start()
+    try:
+        await router.start(config.host, config.router_port)
+        control_task = asyncio.create_task(control.serve())
+        while not control.started:
+            if control_task.done():
+                control_task.result()
+                raise RuntimeError(f"control plane could not listen on {config.host}:{config.control_port}")
+            await asyncio.sleep(0.02)
+        log.info(
+            "deployflow runtime ready: control plane %s, router on port %s, data in %s, admin token in %s",
+            config.control_url(), config.router_port, config.data_dir, config.token_file,
+        )  # fmt: skip
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("stopping the runtime")
+        control.should_exit = True
+        await control_task
+    finally:
+        await router.close()
+        await runtime.close()
+
+
+def run(config: RuntimeConfig) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(config))
+    else:
+        uvloop.run(serve(config))
