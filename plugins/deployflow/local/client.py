@@ -131,7 +131,9 @@ class LocalRuntimeClient:
     def logs(self, endpoint: str, name: str, lines: int = 100) -> str:
         return self._call("GET", f"/endpoints/{endpoint}/deployments/{name}/logs", lines=lines)
 
-    def wait_for_deployment(self, endpoint: str, name: str, *, timeout_s: float = 600, poll_s: float = 0.5) -> dict:
+    def wait_for_deployment(
+        self, endpoint: str, name: str, *, timeout_s: float = 600, poll_s: float = 0.5
+    ) -> dict:
         """Poll until the deployment is Succeeded or Failed, or the deadline passes (TimeoutError)."""
         deadline = time.monotonic() + timeout_s
         while True:
@@ -140,7 +142,8 @@ class LocalRuntimeClient:
                 return deployment
             if time.monotonic() >= deadline:
                 raise TimeoutError(
-                    f"deployment {endpoint}/{name} still {deployment['provisioning_state']} after {timeout_s:.0f}s"
+                    f"deployment {endpoint}/{name} still {deployment['provisioning_state']} "
+                    f"after {timeout_s:.0f}s"
                 )
             time.sleep(poll_s)
 

@@ -27,7 +27,9 @@ class EnvironmentBuildError(RuntimeError):
 
 def environment_key(requirements: str, python: str = sys.executable) -> str:
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    lines = sorted(line.strip() for line in requirements.splitlines() if line.strip() and not line.startswith("#"))
+    lines = sorted(
+        line.strip() for line in requirements.splitlines() if line.strip() and not line.startswith("#")
+    )
     digest = hashlib.sha256("\n".join([version, python, *lines]).encode()).hexdigest()
     return digest[:16]
 
@@ -59,16 +61,28 @@ class EnvironmentCache:
         build_log = self.cache_dir / f"{env_dir.name}.build.log"
         steps = [
             [self.base_python, "-m", "venv", str(env_dir)],
-            [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
-             "--no-input", "-r", str(requirements_file)],
+            [
+                str(env_dir / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "-r",
+                str(requirements_file),
+            ],
         ]
         with open(build_log, "w") as out:
             for step in steps:
                 try:
-                    result = subprocess.run(step, stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S)
+                    result = subprocess.run(
+                        step, stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S
+                    )
                 except subprocess.TimeoutExpired as e:
                     shutil.rmtree(env_dir, ignore_errors=True)
-                    raise EnvironmentBuildError(f"building the model environment took over {BUILD_TIMEOUT_S}s") from e
+                    raise EnvironmentBuildError(
+                        f"building the model environment took over {BUILD_TIMEOUT_S}s"
+                    ) from e
                 if result.returncode != 0:
                     shutil.rmtree(env_dir, ignore_errors=True)
                     tail = "\n".join(build_log.read_text().splitlines()[-15:])

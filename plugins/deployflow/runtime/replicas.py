@@ -116,7 +116,7 @@ class Replica:
         return self.process is None or self.process.poll() is not None
 
     def spawn(self) -> None:
-        """Start the server; call from the event loop's thread (the death signal follows the spawning thread)."""
+        """Start the server from the event loop's thread: the death signal follows the spawning thread."""
         self.port = free_port()
         self.placement = self.placement_factory()
         args = [

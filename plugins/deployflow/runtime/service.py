@@ -106,6 +106,10 @@ class Runtime:
             raise Invalid(str(e)) from e
         content_hash = await asyncio.to_thread(package.content_hash)
         existing = {m["version"]: m for m in self.store.models(registration.name)}
+        if registration.version is None:
+            same = [m for m in existing.values() if m["content_hash"] == content_hash]
+            if same:  # registering the same package again returns the version it already has
+                return Model(**same[-1])
         version = registration.version or str(1 + max((int(v) for v in existing if v.isdigit()), default=0))
         if version in existing:
             if existing[version]["content_hash"] == content_hash:
@@ -222,7 +226,8 @@ class Runtime:
         deployment = self.deployment(endpoint_name, name)
         if endpoint.traffic.get(name) or endpoint.mirror_traffic.get(name):
             raise Conflict(
-                f"deployment {name} still takes traffic on endpoint {endpoint_name}; set its traffic to 0 first"
+                f"deployment {name} still takes traffic on endpoint {endpoint_name}; "
+                "set its traffic to 0 first"
             )
         del endpoint.deployments[name]
         self.store.delete_deployment(endpoint_name, name)
@@ -258,7 +263,10 @@ class Runtime:
             python = await asyncio.to_thread(self.environments.ensure, package / "requirements.txt")
             self._generation += 1
             generation = self._generation
-            new = [self._new_replica(deployment, package, python, i, generation) for i in range(spec.instance_count)]
+            new = [
+                self._new_replica(deployment, package, python, i, generation)
+                for i in range(spec.instance_count)
+            ]
             for replica in new:
                 replica.spawn()
             await asyncio.gather(*(r.wait_ready(spec.readiness_timeout_s) for r in new))
@@ -276,7 +284,9 @@ class Runtime:
         deployment.state = ProvisioningState.SUCCEEDED
         deployment.replica_ready.set()
         self._persist(deployment)
-        log.info("deployment %s/%s ready with %d instance(s)", deployment.endpoint_name, deployment.name, len(new))
+        log.info(
+            "deployment %s/%s ready with %d instance(s)", deployment.endpoint_name, deployment.name, len(new)
+        )
         await _drain(old)
         await asyncio.gather(*(r.stop() for r in old))
 
@@ -304,7 +314,11 @@ class Runtime:
             worker_count=spec.worker_count,
             environment=environment,
             placement_factory=lambda: self.resources.place(replica_id, limits),
-            log_path=self.config.data_dir / "logs" / deployment.endpoint_name / deployment.name / f"{index}.log",
+            log_path=self.config.data_dir
+            / "logs"
+            / deployment.endpoint_name
+            / deployment.name
+            / f"{index}.log",
         )
 
     # ---- supervision -----------------------------------------------------------------
@@ -353,7 +367,9 @@ class Runtime:
     async def _restart_now(self, deployment: DeploymentRuntime, replica: Replica) -> None:
         try:
             while replica in deployment.replicas and deployment.state is not ProvisioningState.DELETING:
-                log.warning("replica %s is down; restarting it (restart %d)", replica.replica_id, replica.restarts + 1)
+                log.warning(
+                    "replica %s is down; restarting it (restart %d)", replica.replica_id, replica.restarts + 1
+                )
                 await asyncio.sleep(min(MAX_RESTART_BACKOFF_S, 0.5 * (2 ** min(replica.restarts, 6)) - 0.5))
                 replica.restarts += 1
                 await replica.stop(grace_s=0)

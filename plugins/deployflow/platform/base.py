@@ -1,0 +1,119 @@
+"""The contract: what the flows need from an ML platform, and nothing else."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from typing import Any
+
+from deployflow.platform.errors import PlatformError
+from deployflow.platform.specs import (
+    DeploymentSpec,
+    DeploymentState,
+    EndpointKeys,
+    EndpointSpec,
+    EndpointState,
+    InvokeResult,
+    ModelRef,
+)
+
+
+class MLPlatform(ABC):
+    """Azure ML or the local runtime, behind the same calls.
+
+    Long operations are split into ``begin_*`` (returns once the platform accepted the
+    request) and ``get_*`` (reads the state), so a trigger can do the waiting.
+    """
+
+    #: short name for logs: "azureml" or "local"
+    kind: str
+
+    # models
+    @abstractmethod
+    def register_model(
+        self, name: str, package_path: str, *, version: str | None = None, description: str = ""
+    ) -> ModelRef:
+        """Register the package's model/ folder as a model version; returns what was registered."""
+
+    # endpoints
+    @abstractmethod
+    def create_or_update_endpoint(self, spec: EndpointSpec, *, timeout_s: float = 900) -> EndpointState:
+        """Create the endpoint or update its description/tags; traffic is left as it is."""
+
+    @abstractmethod
+    def get_endpoint(self, name: str) -> EndpointState: ...
+
+    @abstractmethod
+    def delete_endpoint(self, name: str, *, timeout_s: float = 900) -> bool:
+        """Delete the endpoint and its deployments; False when there was none."""
+
+    @abstractmethod
+    def set_traffic(
+        self,
+        endpoint: str,
+        *,
+        traffic: dict[str, int] | None = None,
+        mirror_traffic: dict[str, int] | None = None,
+        timeout_s: float = 900,
+    ) -> EndpointState:
+        """Set live traffic (percent per deployment, summing to 100) and/or mirror traffic
+        (at most one deployment, at most 50 %); None leaves that part as it is."""
+
+    @abstractmethod
+    def get_keys(self, endpoint: str) -> EndpointKeys: ...
+
+    # deployments
+    @abstractmethod
+    def begin_create_or_update_deployment(self, spec: DeploymentSpec) -> DeploymentState:
+        """Start creating (or updating) the deployment with no traffic; returns at once."""
+
+    @abstractmethod
+    def get_deployment(self, endpoint: str, name: str) -> DeploymentState: ...
+
+    @abstractmethod
+    def list_deployments(self, endpoint: str) -> list[DeploymentState]: ...
+
+    @abstractmethod
+    def delete_deployment(self, endpoint: str, name: str, *, timeout_s: float = 900) -> bool:
+        """Delete the deployment; False when there was none. It must carry no live traffic."""
+
+    @abstractmethod
+    def get_deployment_logs(self, endpoint: str, name: str, *, lines: int = 100) -> str: ...
+
+    # data plane
+    @abstractmethod
+    def invoke(
+        self,
+        endpoint: str,
+        payload: Any,
+        *,
+        deployment: str | None = None,
+        timeout_s: float = 30,
+    ) -> InvokeResult:
+        """POST a JSON payload to the endpoint's scoring URI, pinned to ``deployment`` if given."""
+
+    @abstractmethod
+    def scoring_headers(self, endpoint: str) -> dict[str, str]:
+        """Headers that authorise a request to the scoring URI (for the load generator).
+        They hold a secret: never log or return them through XCom."""
+
+    def wait_for_deployment(
+        self, endpoint: str, name: str, *, timeout_s: float = 1800, poll_s: float = 2.0
+    ) -> DeploymentState:
+        """Block until the deployment reaches a terminal state, or raise at the deadline."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            state = self.get_deployment(endpoint, name)
+            if state.done:
+                return state
+            if time.monotonic() >= deadline:
+                raise PlatformError(
+                    f"deployment {endpoint}/{name} is still {state.provisioning_state} "
+                    f"after {timeout_s:g} s; "
+                    "check its logs, or raise the timeout"
+                )
+            time.sleep(min(poll_s, max(deadline - time.monotonic(), 0.05)))
+
+    def close(self) -> None:
+        """Release HTTP clients; the platform is unusable afterwards."""
+        return None
