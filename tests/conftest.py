@@ -15,6 +15,8 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+# Model environments are built once and shared by the runtime, validation and every test.
+os.environ.setdefault("DEPLOYFLOW_ENV_CACHE", str(CACHE / "envs"))
 
 
 def _migrate_airflow_db() -> None:

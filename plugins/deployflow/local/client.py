@@ -45,14 +45,14 @@ class LocalRuntimeClient:
         self._http = httpx.Client(
             base_url=self.control_url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s
         )
-        self._scoring = httpx.Client(timeout=timeout_s)
+        self.scoring_http = httpx.Client(timeout=timeout_s)
 
     def __repr__(self) -> str:
         return f"LocalRuntimeClient({self.control_url!r})"
 
     def close(self) -> None:
         self._http.close()
-        self._scoring.close()
+        self.scoring_http.close()
 
     def __enter__(self) -> LocalRuntimeClient:
         return self
@@ -131,9 +131,7 @@ class LocalRuntimeClient:
     def logs(self, endpoint: str, name: str, lines: int = 100) -> str:
         return self._call("GET", f"/endpoints/{endpoint}/deployments/{name}/logs", lines=lines)
 
-    def wait_for_deployment(
-        self, endpoint: str, name: str, *, timeout_s: float = 600, poll_s: float = 0.5
-    ) -> dict:
+    def wait_for_deployment(self, endpoint: str, name: str, *, timeout_s: float = 600, poll_s: float = 0.5) -> dict:
         """Poll until the deployment is Succeeded or Failed, or the deadline passes (TimeoutError)."""
         deadline = time.monotonic() + timeout_s
         while True:
@@ -142,8 +140,7 @@ class LocalRuntimeClient:
                 return deployment
             if time.monotonic() >= deadline:
                 raise TimeoutError(
-                    f"deployment {endpoint}/{name} still {deployment['provisioning_state']} "
-                    f"after {timeout_s:.0f}s"
+                    f"deployment {endpoint}/{name} still {deployment['provisioning_state']} after {timeout_s:.0f}s"
                 )
             time.sleep(poll_s)
 
@@ -161,7 +158,7 @@ class LocalRuntimeClient:
         if deployment:
             sent[DEPLOYMENT_HEADER] = deployment
         content = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
-        response = self._scoring.post(scoring_uri, content=content, headers=sent)
+        response = self.scoring_http.post(scoring_uri, content=content, headers=sent)
         try:
             body = response.json()
         except ValueError:

@@ -38,7 +38,8 @@ def ensure_serving(client: LocalRuntimeClient, endpoint: str, model: str, *, ins
     deployments = {d["name"]: d for d in client.list_deployments(endpoint)}
     for name, share in current["traffic"].items():
         serving = deployments.get(name)
-        if share == 100 and serving and serving["model"] == model and serving["provisioning_state"] == "Succeeded":
+        healthy = serving is not None and serving["provisioning_state"] == "Succeeded"
+        if share == 100 and healthy and serving["model"] == model:
             print(f"endpoint {endpoint}: deployment {name} already serves {model} with 100% of traffic")
             return name
     name = next(c for c in DEPLOYMENT_COLOURS if not current["traffic"].get(c))
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nEndpoint         {endpoint['scoring_uri']}")
     print(f"Keys             {keys_file} (owner-only)")
     print(f"Try it           curl -s {endpoint['scoring_uri']} -H 'Content-Type: application/json' \\")
-    print(f"                   -H \"Authorization: Bearer $(jq -r .primary_key {keys_file})\" \\")
+    print(f'                   -H "Authorization: Bearer $(jq -r .primary_key {keys_file})" \\')
     print(f"                   -d @{package.path / 'sample-request.json'}")
     return 0
 

@@ -1,0 +1,329 @@
+"""The platform contract on Azure Machine Learning (azure-ai-ml v2, MLClient).
+
+Every SDK call goes through ``call_sdk`` (retries, error translation) and every long-running
+operation through ``wait_for`` (deadline); entities are built in ``entities``. Keys and
+tokens are only ever put in request headers, never in logs or errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from azure.ai.ml import MLClient
+from azure.ai.ml.constants import AssetTypes
+from azure.ai.ml.entities import KubernetesOnlineEndpoint, Model, OnlineEndpoint
+from azure.core.credentials import TokenCredential
+
+from deployflow.azureml.calls import RetryPolicy, call_sdk, wait_for
+from deployflow.azureml.conda import conda_environment_from_file
+from deployflow.azureml.entities import (
+    build_deployment,
+    build_endpoint,
+    compute_name,
+    deployment_state,
+    endpoint_keys,
+    endpoint_state,
+    package_folder,
+    provisioning_state,
+)
+from deployflow.azureml.traffic import check_traffic
+from deployflow.packages import MODEL_DIR, REQUIREMENTS
+from deployflow.platform.base import MLPlatform
+from deployflow.platform.errors import PlatformError, PlatformNotFoundError
+from deployflow.platform.specs import (
+    DEPLOYMENT_HEADER,
+    DeploymentSpec,
+    DeploymentState,
+    EndpointKeys,
+    EndpointSpec,
+    EndpointState,
+    InvokeResult,
+    ModelRef,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+REQUEST_ID_HEADER = "x-request-id"
+_CHECK_ENDPOINT = "the endpoint name, the identity's role on the workspace, and the region's endpoint quota"
+_CHECK_DEPLOYMENT = (
+    "the deployment name, the instance type or resources against the compute's quota and instance types, "
+    "and the identity's role on the workspace"
+)
+
+
+class AzureMLPlatform(MLPlatform):
+    """One Azure ML workspace, reached through an already-built ``MLClient``."""
+
+    kind = "azureml"
+
+    def __init__(self, ml_client: MLClient, *, retry: RetryPolicy | None = None) -> None:
+        self.ml_client = ml_client
+        self.retry = retry or RetryPolicy()
+
+    @classmethod
+    def from_workspace(
+        cls,
+        subscription_id: str,
+        resource_group: str,
+        workspace: str,
+        *,
+        credential: TokenCredential,
+        retry: RetryPolicy | None = None,
+    ) -> AzureMLPlatform:
+        """Build the MLClient for a workspace; no call is made until the first operation."""
+        client = MLClient(
+            credential=credential,
+            subscription_id=subscription_id,
+            resource_group_name=resource_group,
+            workspace_name=workspace,
+        )
+        return cls(client, retry=retry)
+
+    def __repr__(self) -> str:
+        return f"AzureMLPlatform(workspace={self.ml_client.workspace_name!r})"
+
+    @cached_property
+    def _http(self) -> httpx.Client:
+        return httpx.Client()
+
+    def close(self) -> None:
+        if "_http" in self.__dict__:
+            self._http.close()
+            del self.__dict__["_http"]
+
+    def _call(self, action: Callable[[], T], *, what: str, check: str) -> T:
+        return call_sdk(action, what=what, check=check, policy=self.retry)
+
+    # models
+    def register_model(
+        self, name: str, package_path: str, *, version: str | None = None, description: str = ""
+    ) -> ModelRef:
+        # absolute, so the upload does not depend on the worker's current directory
+        model_dir = (Path(package_path) / MODEL_DIR).resolve()
+        if not model_dir.is_dir():
+            raise PlatformError(f"model package {package_path} has no {MODEL_DIR}/ folder to register")
+        model = Model(
+            name=name,
+            version=version,
+            path=str(model_dir),
+            type=AssetTypes.CUSTOM_MODEL,
+            description=description or None,
+        )
+        registered = self._call(
+            lambda: self.ml_client.models.create_or_update(model),
+            what=f"register model {name} from {model_dir}",
+            check="the model name and version, and that the identity can write to the workspace's datastore",
+        )
+        return ModelRef(str(registered.name), str(registered.version))
+
+    # endpoints
+    def create_or_update_endpoint(self, spec: EndpointSpec, *, timeout_s: float = 900) -> EndpointState:
+        entity = build_endpoint(spec)
+        existing = self._find_endpoint(spec.name)
+        if existing is not None:
+            current = endpoint_state(existing).compute
+            if current != (compute_name(spec.compute) if spec.compute else None):
+                raise PlatformError(
+                    f"endpoint {spec.name} already exists on {current or 'managed compute'}, not "
+                    f"{spec.compute or 'managed compute'}; an endpoint cannot move: "
+                    "use another name, or delete it first"
+                )
+            # a PUT replaces the whole endpoint: carry over what this call must leave as it is
+            entity.traffic = dict(existing.traffic)
+            entity.mirror_traffic = dict(existing.mirror_traffic)
+            entity.identity = existing.identity
+        what = f"create or update endpoint {spec.name}"
+        poller = self._call(
+            lambda: self.ml_client.online_endpoints.begin_create_or_update(entity),
+            what=what,
+            check=_CHECK_ENDPOINT,
+        )
+        wait_for(poller, what=what, check=_CHECK_ENDPOINT, timeout_s=timeout_s)
+        return self.get_endpoint(spec.name)
+
+    def get_endpoint(self, name: str) -> EndpointState:
+        return endpoint_state(self._get_endpoint_entity(name))
+
+    def delete_endpoint(self, name: str, *, timeout_s: float = 900) -> bool:
+        if self._find_endpoint(name) is None:
+            return False
+        what = f"delete endpoint {name}"
+        poller = self._call(
+            lambda: self.ml_client.online_endpoints.begin_delete(name=name), what=what, check=_CHECK_ENDPOINT
+        )
+        wait_for(poller, what=what, check=_CHECK_ENDPOINT, timeout_s=timeout_s)
+        return True
+
+    def set_traffic(
+        self,
+        endpoint: str,
+        *,
+        traffic: dict[str, int] | None = None,
+        mirror_traffic: dict[str, int] | None = None,
+        timeout_s: float = 900,
+    ) -> EndpointState:
+        entity = self._get_endpoint_entity(endpoint)
+        if traffic is None and mirror_traffic is None:
+            return endpoint_state(entity)
+        live = dict(traffic) if traffic is not None else dict(entity.traffic)
+        mirror = dict(mirror_traffic) if mirror_traffic is not None else dict(entity.mirror_traffic)
+        check_traffic(endpoint, live, mirror, kubernetes=isinstance(entity, KubernetesOnlineEndpoint))
+        entity.traffic = live
+        entity.mirror_traffic = mirror
+        what = f"set traffic of endpoint {endpoint} to {live or 'none'} (mirror {mirror or 'none'})"
+        check = "that every deployment named exists on the endpoint and has finished provisioning"
+        poller = self._call(
+            lambda: self.ml_client.online_endpoints.begin_create_or_update(entity), what=what, check=check
+        )
+        wait_for(poller, what=what, check=check, timeout_s=timeout_s)
+        return self.get_endpoint(endpoint)
+
+    def get_keys(self, endpoint: str) -> EndpointKeys:
+        credentials = self._call(
+            lambda: self.ml_client.online_endpoints.get_keys(name=endpoint),
+            what=f"get the keys of endpoint {endpoint}",
+            check="that the identity may list endpoint keys (onlineEndpoints/listKeys/action)",
+        )
+        return endpoint_keys(credentials, endpoint)
+
+    # deployments
+    def begin_create_or_update_deployment(self, spec: DeploymentSpec) -> DeploymentState:
+        package = package_folder(spec)
+        endpoint = self._get_endpoint_entity(spec.endpoint)
+        try:
+            conda = conda_environment_from_file(package / REQUIREMENTS)
+        except ValueError as e:
+            raise PlatformError(f"deployment {spec.endpoint}/{spec.name}: {e}") from e
+        entity = build_deployment(
+            spec, package_path=package, conda=conda, kubernetes=isinstance(endpoint, KubernetesOnlineEndpoint)
+        )
+        poller = self._call(
+            lambda: self.ml_client.online_deployments.begin_create_or_update(entity),
+            what=f"start deployment {spec.endpoint}/{spec.name} of model {spec.model}",
+            check=_CHECK_DEPLOYMENT,
+        )
+        log.info("deployment %s/%s of model %s submitted", spec.endpoint, spec.name, spec.model)
+        return DeploymentState(
+            endpoint=spec.endpoint,
+            name=spec.name,
+            provisioning_state=provisioning_state(poller.status()),
+            model=str(spec.model),
+            instance_count=spec.instance_count,
+            resources=spec.resources,
+        )
+
+    def get_deployment(self, endpoint: str, name: str) -> DeploymentState:
+        entity = self._call(
+            lambda: self.ml_client.online_deployments.get(name=name, endpoint_name=endpoint),
+            what=f"get deployment {endpoint}/{name}",
+            check=_CHECK_DEPLOYMENT,
+        )
+        return deployment_state(entity, endpoint)
+
+    def list_deployments(self, endpoint: str) -> list[DeploymentState]:
+        entities = self._call(
+            lambda: list(self.ml_client.online_deployments.list(endpoint_name=endpoint)),
+            what=f"list the deployments of endpoint {endpoint}",
+            check=_CHECK_ENDPOINT,
+        )
+        return [deployment_state(e, endpoint) for e in entities]
+
+    def delete_deployment(self, endpoint: str, name: str, *, timeout_s: float = 900) -> bool:
+        try:
+            self.get_deployment(endpoint, name)
+        except PlatformNotFoundError:
+            return False
+        state = self.get_endpoint(endpoint)
+        if state.traffic.get(name, 0) or state.mirror_traffic.get(name, 0):
+            raise PlatformError(
+                f"deployment {endpoint}/{name} still receives traffic (live {state.traffic.get(name, 0)} %, "
+                f"mirror {state.mirror_traffic.get(name, 0)} %); set its traffic to 0 before deleting it"
+            )
+        what = f"delete deployment {endpoint}/{name}"
+        poller = self._call(
+            lambda: self.ml_client.online_deployments.begin_delete(name=name, endpoint_name=endpoint),
+            what=what,
+            check=_CHECK_DEPLOYMENT,
+        )
+        wait_for(poller, what=what, check=_CHECK_DEPLOYMENT, timeout_s=timeout_s)
+        return True
+
+    def get_deployment_logs(self, endpoint: str, name: str, *, lines: int = 100) -> str:
+        return str(
+            self._call(
+                lambda: self.ml_client.online_deployments.get_logs(name=name, endpoint_name=endpoint, lines=lines),
+                what=f"get the logs of deployment {endpoint}/{name}",
+                check=_CHECK_DEPLOYMENT,
+            )
+        )
+
+    # data plane
+    def scoring_headers(self, endpoint: str) -> dict[str, str]:
+        key = self.get_keys(endpoint).primary_key
+        return {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    def invoke(
+        self,
+        endpoint: str,
+        payload: Any,
+        *,
+        deployment: str | None = None,
+        timeout_s: float = 30,
+    ) -> InvokeResult:
+        scoring_uri = self.get_endpoint(endpoint).scoring_uri
+        if not scoring_uri:
+            raise PlatformError(f"endpoint {endpoint} has no scoring URI yet; wait until it has finished provisioning")
+        headers = self.scoring_headers(endpoint)
+        if deployment:
+            headers[DEPLOYMENT_HEADER] = deployment
+        content = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
+        started = time.perf_counter()
+        try:
+            response = self._http.post(scoring_uri, content=content, headers=headers, timeout=timeout_s)
+        except httpx.HTTPError as e:
+            raise PlatformError(
+                f"could not call the scoring URI of endpoint {endpoint} ({type(e).__name__}); "
+                "check that the endpoint is reachable from this worker and the timeout"
+            ) from e
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = response.text
+        served_by = response.headers.get(DEPLOYMENT_HEADER)
+        log.info(
+            "endpoint %s answered %d in %.0f ms (deployment %s)",
+            endpoint,
+            response.status_code,
+            elapsed_ms,
+            served_by,
+        )
+        return InvokeResult(
+            status_code=response.status_code,
+            body=body,
+            deployment=served_by,
+            request_id=response.headers.get(REQUEST_ID_HEADER),
+            elapsed_ms=elapsed_ms,
+        )
+
+    # helpers
+    def _get_endpoint_entity(self, name: str) -> OnlineEndpoint:
+        return self._call(
+            lambda: self.ml_client.online_endpoints.get(name=name),
+            what=f"get endpoint {name}",
+            check=_CHECK_ENDPOINT,
+        )
+
+    def _find_endpoint(self, name: str) -> OnlineEndpoint | None:
+        try:
+            return self._get_endpoint_entity(name)
+        except PlatformNotFoundError:
+            return None

@@ -1,0 +1,235 @@
+"""Translation between the contract's specs and states and azure-ai-ml's entities. No I/O.
+
+A managed endpoint (no compute) is the test deployment; an endpoint on an attached AKS
+compute is a Kubernetes endpoint, sized by cpu/memory requests or an instance type.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from azure.ai.ml.entities import (
+    CodeConfiguration,
+    Environment,
+    KubernetesOnlineDeployment,
+    KubernetesOnlineEndpoint,
+    ManagedOnlineDeployment,
+    ManagedOnlineEndpoint,
+    OnlineDeployment,
+    OnlineEndpoint,
+    OnlineRequestSettings,
+    ProbeSettings,
+    ResourceRequirementsSettings,
+    ResourceSettings,
+)
+
+from deployflow.azureml.quantities import format_cpu, format_memory, parse_cpu, parse_memory
+from deployflow.packages import REQUIREMENTS, SCORING_SCRIPT
+from deployflow.platform.errors import PlatformError
+from deployflow.platform.specs import (
+    CANCELED,
+    FAILED,
+    SUCCEEDED,
+    DeploymentSpec,
+    DeploymentState,
+    EndpointKeys,
+    EndpointSpec,
+    EndpointState,
+    Resources,
+)
+from deployflow.platform.specs import ProbeSettings as ProbeSpec
+
+log = logging.getLogger(__name__)
+
+# Azure ML's documented base image for an environment built from a conda file (Ubuntu 22.04);
+# the conda file brings Python and azureml-inference-server-http.
+BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
+# The smallest general-purpose SKU Azure ML recommends for managed online deployments.
+DEFAULT_INSTANCE_TYPE = "Standard_DS3_v2"
+# azmlinfsrv reads its number of worker processes from this variable.
+WORKER_COUNT_VARIABLE = "WORKER_COUNT"
+
+_MODEL_ARM_ID = re.compile(r"/models/([^/]+)/versions/([^/]+)$", re.IGNORECASE)
+_TERMINAL = {s.lower(): s for s in (SUCCEEDED, FAILED, CANCELED)} | {"cancelled": CANCELED}
+
+
+def build_endpoint(spec: EndpointSpec) -> OnlineEndpoint:
+    """The SDK entity for an endpoint spec: managed without compute, Kubernetes with one."""
+    common: dict[str, Any] = {
+        "name": spec.name,
+        "auth_mode": spec.auth_mode,
+        "description": spec.description or None,
+        "tags": dict(spec.tags),
+    }
+    if spec.compute is None:
+        return ManagedOnlineEndpoint(**common)
+    return KubernetesOnlineEndpoint(compute=spec.compute, **common)
+
+
+def build_deployment(
+    spec: DeploymentSpec, *, package_path: Path, conda: dict[str, Any], kubernetes: bool
+) -> OnlineDeployment:
+    """The SDK entity for a deployment spec, on the kind of endpoint it goes behind."""
+    common: dict[str, Any] = {
+        "name": spec.name,
+        "endpoint_name": spec.endpoint,
+        "model": f"azureml:{spec.model.name}:{spec.model.version}",
+        "code_configuration": CodeConfiguration(code=str(package_path), scoring_script=SCORING_SCRIPT),
+        "environment": Environment(image=BASE_IMAGE, conda_file=conda),
+        "request_settings": OnlineRequestSettings(
+            request_timeout_ms=spec.request_settings.request_timeout_ms,
+            max_concurrent_requests_per_instance=spec.request_settings.max_concurrent_requests_per_instance,
+        ),
+        "liveness_probe": _probe(spec.liveness_probe),
+        "readiness_probe": _probe(spec.readiness_probe),
+        "environment_variables": _environment_variables(spec),
+        "instance_count": spec.instance_count,
+    }
+    if kubernetes:
+        return KubernetesOnlineDeployment(
+            resources=kubernetes_resources(spec),
+            instance_type=spec.resources.instance_type,
+            **common,
+        )
+    if spec.resources.cpu is not None or spec.resources.memory_gb is not None:
+        log.warning(
+            "deployment %s/%s is on a managed endpoint, which is sized by instance type only; "
+            "cpu/memory (%s) are not applied",
+            spec.endpoint,
+            spec.name,
+            spec.resources.describe(),
+        )
+    return ManagedOnlineDeployment(instance_type=spec.resources.instance_type or DEFAULT_INSTANCE_TYPE, **common)
+
+
+def kubernetes_resources(spec: DeploymentSpec) -> ResourceRequirementsSettings | None:
+    """Requests equal to limits (a guaranteed pod, so a profile measures what it asked for);
+    GPUs go in limits only, as Kubernetes requires. None leaves sizing to the instance type."""
+    r = spec.resources
+    if r.cpu is None and r.memory_gb is None and not r.gpu:
+        return None
+    if r.cpu is None or r.memory_gb is None:
+        raise PlatformError(
+            f"deployment {spec.endpoint}/{spec.name}: a Kubernetes deployment sized by resources needs "
+            f"both cpu and memory_gb (got {r.describe()}); give both, or only an instance_type"
+        )
+    cpu, memory = format_cpu(r.cpu), format_memory(r.memory_gb)
+    return ResourceRequirementsSettings(
+        requests=ResourceSettings(cpu=cpu, memory=memory),
+        limits=ResourceSettings(cpu=cpu, memory=memory, gpu=str(r.gpu) if r.gpu else None),
+    )
+
+
+def endpoint_state(entity: OnlineEndpoint) -> EndpointState:
+    compute = getattr(entity, "compute", None)
+    return EndpointState(
+        name=str(entity.name),
+        scoring_uri=entity.scoring_uri or "",
+        provisioning_state=provisioning_state(entity.provisioning_state),
+        traffic={k: int(v) for k, v in (entity.traffic or {}).items()},
+        mirror_traffic={k: int(v) for k, v in (entity.mirror_traffic or {}).items()},
+        compute=compute_name(compute) if compute else None,
+        auth_mode=str(entity.auth_mode or "key"),
+    )
+
+
+def deployment_state(entity: OnlineDeployment, endpoint: str) -> DeploymentState:
+    return DeploymentState(
+        endpoint=entity.endpoint_name or endpoint,
+        name=str(entity.name),
+        provisioning_state=provisioning_state(entity.provisioning_state),
+        model=model_ref(entity.model),
+        instance_count=entity.instance_count,
+        resources=_resources(entity),
+    )
+
+
+def provisioning_state(value: object) -> str:
+    """The state as the contract spells it. The SDK hands back str-enums whose ``str()`` is
+    "EndpointProvisioningState.SUCCEEDED", and pollers may answer in lower case."""
+    if value is None:
+        return "Unknown"
+    text = str(getattr(value, "value", value))
+    return _TERMINAL.get(text.lower(), text)
+
+
+def model_ref(model: object) -> str | None:
+    """ "name:version" from an ARM id, an "azureml:name:version" reference or a Model entity."""
+    if model is None:
+        return None
+    if not isinstance(model, str):
+        name, version = getattr(model, "name", None), getattr(model, "version", None)
+        return f"{name}:{version}" if name and version else None
+    match = _MODEL_ARM_ID.search(model)
+    if match:
+        return f"{match.group(1)}:{match.group(2)}"
+    return model.removeprefix("azureml:")
+
+
+def compute_name(compute: str) -> str:
+    """The compute's short name: the service answers with its full ARM id."""
+    return compute.rstrip("/").rsplit("/", 1)[-1].removeprefix("azureml:")
+
+
+def _resources(entity: OnlineDeployment) -> Resources:
+    settings = getattr(entity, "resources", None)
+    requests = getattr(settings, "requests", None)
+    limits = getattr(settings, "limits", None)
+    gpu = getattr(limits, "gpu", None) or getattr(requests, "gpu", None)
+    return Resources(
+        cpu=parse_cpu(requests.cpu) if requests is not None and requests.cpu else None,
+        memory_gb=parse_memory(requests.memory) if requests is not None and requests.memory else None,
+        gpu=int(gpu) if gpu else 0,
+        instance_type=entity.instance_type,
+    )
+
+
+def _probe(probe: ProbeSpec) -> ProbeSettings:
+    return ProbeSettings(
+        initial_delay=probe.initial_delay_s,
+        period=probe.period_s,
+        timeout=probe.timeout_s,
+        failure_threshold=probe.failure_threshold,
+    )
+
+
+def _environment_variables(spec: DeploymentSpec) -> dict[str, str]:
+    given = spec.environment_variables.get(WORKER_COUNT_VARIABLE)
+    if given is not None and given != str(spec.worker_count):
+        raise PlatformError(
+            f"deployment {spec.endpoint}/{spec.name}: environment variable {WORKER_COUNT_VARIABLE}={given} "
+            f"contradicts worker_count={spec.worker_count}; set worker_count only"
+        )
+    return {
+        **{k: str(v) for k, v in spec.environment_variables.items()},
+        WORKER_COUNT_VARIABLE: str(spec.worker_count),
+    }
+
+
+def package_folder(spec: DeploymentSpec) -> Path:
+    """The package folder Azure ML uploads as the deployment's code, checked for what it must hold."""
+    if not spec.package_path:
+        raise PlatformError(
+            f"deployment {spec.endpoint}/{spec.name} has no package_path: Azure ML uploads the package "
+            f"folder ({SCORING_SCRIPT}, {REQUIREMENTS}) as the deployment's code"
+        )
+    package = Path(spec.package_path).resolve()
+    for required in (SCORING_SCRIPT, REQUIREMENTS):
+        if not (package / required).is_file():
+            raise PlatformError(f"model package {package} has no {required}")
+    return package
+
+
+def endpoint_keys(credentials: object, endpoint: str) -> EndpointKeys:
+    """Keys for a key endpoint; for an aml_token endpoint the token (it expires) as the primary key."""
+    primary = getattr(credentials, "primary_key", None)
+    if primary:
+        secondary = getattr(credentials, "secondary_key", None) or ""
+        return EndpointKeys(primary_key=primary, secondary_key=secondary)
+    token = getattr(credentials, "access_token", None)
+    if token:
+        return EndpointKeys(primary_key=token, secondary_key="")
+    raise PlatformError(f"Azure ML returned no key or token for endpoint {endpoint}; check its auth_mode")

@@ -1,0 +1,227 @@
+"""The platform contract over the local runtime's REST API."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+
+from deployflow.local.client import LocalRuntimeClient, RuntimeClientError
+from deployflow.platform.base import MLPlatform
+from deployflow.platform.errors import PlatformError, PlatformNotFoundError
+from deployflow.platform.specs import (
+    DEPLOYMENT_HEADER,
+    DeploymentSpec,
+    DeploymentState,
+    EndpointKeys,
+    EndpointSpec,
+    EndpointState,
+    InvokeResult,
+    ModelRef,
+    Resources,
+)
+
+T = TypeVar("T")
+
+
+class LocalPlatform(MLPlatform):
+    """The local runtime at ``control_url``, reached with its admin token."""
+
+    kind = "local"
+
+    def __init__(self, control_url: str, token: str, *, timeout_s: float = 30.0) -> None:
+        self.client = LocalRuntimeClient(control_url, token, timeout_s=timeout_s)
+
+    def __repr__(self) -> str:
+        return f"LocalPlatform({self.client.control_url!r})"
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _call(self, what: str, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except RuntimeClientError as e:
+            if e.status_code == 404:
+                raise PlatformNotFoundError(f"{what}: {e}", status_code=404) from e
+            if e.status_code == 0:
+                raise PlatformError(f"{what}: {e}; is it running? (`./dev up` starts it)") from e
+            raise PlatformError(f"{what}: {e}", status_code=e.status_code) from e
+
+    # models
+    def register_model(
+        self, name: str, package_path: str, *, version: str | None = None, description: str = ""
+    ) -> ModelRef:
+        model = self._call(
+            f"registering model {name} from {package_path}",
+            lambda: self.client.register_model(name, package_path, version),
+        )
+        return ModelRef(model["name"], model["version"])
+
+    # endpoints
+    def create_or_update_endpoint(self, spec: EndpointSpec, *, timeout_s: float = 900) -> EndpointState:
+        document = self._call(
+            f"creating endpoint {spec.name}",
+            lambda: self.client.put_endpoint(
+                spec.name, description=spec.description, tags=spec.tags, compute=spec.compute
+            ),
+        )
+        return _endpoint_state(document)
+
+    def get_endpoint(self, name: str) -> EndpointState:
+        return _endpoint_state(self._call(f"reading endpoint {name}", lambda: self.client.get_endpoint(name)))
+
+    def delete_endpoint(self, name: str, *, timeout_s: float = 900) -> bool:
+        try:
+            self._call(f"deleting endpoint {name}", lambda: self.client.delete_endpoint(name))
+        except PlatformNotFoundError:
+            return False
+        return True
+
+    def set_traffic(
+        self,
+        endpoint: str,
+        *,
+        traffic: dict[str, int] | None = None,
+        mirror_traffic: dict[str, int] | None = None,
+        timeout_s: float = 900,
+    ) -> EndpointState:
+        document = self._call(
+            f"setting traffic on endpoint {endpoint}",
+            lambda: self.client.set_traffic(endpoint, traffic, mirror_traffic),
+        )
+        return _endpoint_state(document)
+
+    def get_keys(self, endpoint: str) -> EndpointKeys:
+        keys = self._call(f"reading the keys of endpoint {endpoint}", lambda: self.client.keys(endpoint))
+        return EndpointKeys(keys["primary_key"], keys["secondary_key"])
+
+    # deployments
+    def begin_create_or_update_deployment(self, spec: DeploymentSpec) -> DeploymentState:
+        body = _deployment_body(spec)
+        document = self._call(
+            f"creating deployment {spec.endpoint}/{spec.name}",
+            lambda: self.client.put_deployment(spec.endpoint, spec.name, **body),
+        )
+        return _deployment_state(document)
+
+    def get_deployment(self, endpoint: str, name: str) -> DeploymentState:
+        document = self._call(
+            f"reading deployment {endpoint}/{name}", lambda: self.client.get_deployment(endpoint, name)
+        )
+        return _deployment_state(document)
+
+    def list_deployments(self, endpoint: str) -> list[DeploymentState]:
+        documents = self._call(
+            f"listing the deployments of endpoint {endpoint}", lambda: self.client.list_deployments(endpoint)
+        )
+        return [_deployment_state(d) for d in documents]
+
+    def delete_deployment(self, endpoint: str, name: str, *, timeout_s: float = 900) -> bool:
+        try:
+            what = f"deleting deployment {endpoint}/{name}"
+            self._call(what, lambda: self.client.delete_deployment(endpoint, name))
+        except PlatformNotFoundError:
+            return False
+        return True
+
+    def get_deployment_logs(self, endpoint: str, name: str, *, lines: int = 100) -> str:
+        return self._call(
+            f"reading the logs of deployment {endpoint}/{name}",
+            lambda: self.client.logs(endpoint, name, lines=lines),
+        )
+
+    def deployment_request_counts(self, endpoint: str) -> dict[str, dict[str, int]]:
+        """Answers per deployment by HTTP status, counted by the router since it started."""
+        documents = self._call(
+            f"reading request counts of endpoint {endpoint}", lambda: self.client.list_deployments(endpoint)
+        )
+        return {d["name"]: d["requests_by_status"] for d in documents}
+
+    # data plane
+    def scoring_headers(self, endpoint: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.get_keys(endpoint).primary_key}"}
+
+    def invoke(
+        self, endpoint: str, payload: Any, *, deployment: str | None = None, timeout_s: float = 30
+    ) -> InvokeResult:
+        scoring_uri = self.get_endpoint(endpoint).scoring_uri
+        headers = {**self.scoring_headers(endpoint), "Content-Type": "application/json"}
+        if deployment:
+            headers[DEPLOYMENT_HEADER] = deployment
+        content = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
+        started = time.perf_counter()
+        try:
+            response = self.client.scoring_http.post(scoring_uri, content=content, headers=headers,
+                                                     timeout=timeout_s)  # fmt: skip
+        except httpx.HTTPError as e:
+            raise PlatformError(f"invoking endpoint {endpoint}: no answer from {scoring_uri} ({e})") from e
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        return InvokeResult(
+            status_code=response.status_code,
+            body=body,
+            deployment=response.headers.get(DEPLOYMENT_HEADER),
+            request_id=response.headers.get("x-request-id"),
+            elapsed_ms=elapsed_ms,
+        )
+
+
+def _endpoint_state(document: dict[str, Any]) -> EndpointState:
+    return EndpointState(
+        name=document["name"],
+        scoring_uri=document["scoring_uri"],
+        provisioning_state=document["provisioning_state"],
+        traffic=dict(document["traffic"]),
+        mirror_traffic=dict(document["mirror_traffic"]),
+        compute=document["compute"],
+        auth_mode=document["auth_mode"],
+    )
+
+
+def _deployment_state(document: dict[str, Any]) -> DeploymentState:
+    resources = document["resources"]
+    return DeploymentState(
+        endpoint=document["endpoint_name"],
+        name=document["name"],
+        provisioning_state=document["provisioning_state"],
+        model=document["model"],
+        instance_count=document["instance_count"],
+        resources=Resources(cpu=resources["cpu"], memory_gb=resources["memory_gb"]),
+        error=document["error"],
+        enforcement=document["enforcement"],
+    )
+
+
+def _deployment_body(spec: DeploymentSpec) -> dict[str, Any]:
+    """The runtime's deployment document for a spec; what the runtime cannot honour is refused."""
+    resources = spec.resources
+    if resources.gpu:
+        raise PlatformError(
+            f"deployment {spec.endpoint}/{spec.name} asks for {resources.gpu} GPU; the local runtime has "
+            "none: profile GPU configurations against Azure ML",
+            status_code=400,
+        )
+    if resources.instance_type and resources.cpu is None:
+        raise PlatformError(
+            f"deployment {spec.endpoint}/{spec.name} names instance type {resources.instance_type} only; "
+            "the local runtime needs cpu and memory_gb",
+            status_code=400,
+        )
+    readiness = spec.readiness_probe
+    return {
+        "model": str(spec.model),
+        "instance_count": spec.instance_count,
+        "worker_count": spec.worker_count,
+        "resources": {"cpu": resources.cpu, "memory_gb": resources.memory_gb},
+        "request_settings": spec.request_settings.to_dict(),
+        "liveness_probe": spec.liveness_probe.to_dict(),
+        "readiness_timeout_s": readiness.initial_delay_s + readiness.period_s * readiness.failure_threshold,
+        "environment_variables": spec.environment_variables,
+    }

@@ -1,0 +1,152 @@
+"""The operators, hook and trigger against a real local runtime through a real Airflow connection."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from airflow.sdk import DAG
+
+from deployflow.hooks.ml_platform import MLPlatformHook
+from deployflow.local.client import LocalRuntimeClient
+from deployflow.operators.deployment import (
+    CreateDeploymentOperator,
+    DeleteDeploymentOperator,
+    SmokeTestOperator,
+)
+from deployflow.triggers.ml_platform import DeploymentStateTrigger
+from tests.airflow_support import local_connection, run_dag, task_states
+from tests.runtime.support import SAMPLE_MODEL, RuntimeProcess, deploy
+
+pytestmark = pytest.mark.slow
+ENDPOINT = "ops-local"
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
+    runtime = RuntimeProcess(tmp_path_factory.mktemp("ops") / "data")
+    runtime.start()
+    try:
+        with local_connection(runtime):
+            yield runtime
+    finally:
+        runtime.stop()
+
+
+@pytest.fixture(scope="module")
+def client(runtime: RuntimeProcess) -> Iterator[LocalRuntimeClient]:
+    with runtime.client() as client:
+        client.register_model("diabetes", SAMPLE_MODEL)
+        client.put_endpoint(ENDPOINT)
+        deploy(client, ENDPOINT, "blue")
+        client.set_traffic(ENDPOINT, {"blue": 100})
+        yield client
+
+
+def one_task_dag(dag_id: str, make_task) -> DAG:  # noqa: ANN001 - a task factory
+    with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+        make_task()
+    return dag
+
+
+def test_the_hook_gives_the_local_backend_and_it_reaches_the_runtime(client: LocalRuntimeClient) -> None:
+    hook = MLPlatformHook()
+    assert hook.platform.kind == "local"
+    assert hook.test_connection() == (True, "local platform reachable")
+    assert hook.platform.get_endpoint(ENDPOINT).traffic == {"blue": 100}
+
+
+def test_smoke_test_passes_on_the_sample_and_fails_on_a_wrong_expectation(client: LocalRuntimeClient) -> None:
+    def tasks() -> None:
+        SmokeTestOperator(
+            task_id="good", endpoint_name=ENDPOINT, deployment_name="blue", package_path=str(SAMPLE_MODEL)
+        )
+        SmokeTestOperator(
+            task_id="wrong",
+            endpoint_name=ENDPOINT,
+            deployment_name="blue",
+            request={"data": [[0.0] * 10]},
+            expected_response=[0.0],
+        )
+
+    dag_run = run_dag(one_task_dag("smoke_local", tasks), retries=0)
+
+    assert task_states(dag_run) == {"good": "success", "wrong": "failed"}
+
+
+def test_a_deployment_that_cannot_provision_is_removed_again(client: LocalRuntimeClient, tmp_path: Path) -> None:
+    broken = shutil.copytree(SAMPLE_MODEL, tmp_path / "broken")
+    requirements = broken / "requirements.txt"
+    requirements.write_text(requirements.read_text() + "deployflow-no-such-package==0.0.0\n")
+    model = client.register_model("broken", broken)
+
+    def task() -> None:
+        CreateDeploymentOperator(
+            task_id="deploy",
+            endpoint_name=ENDPOINT,
+            deployment_name="broken",
+            model=f"broken:{model['version']}",
+            deferrable=True,
+            poll_interval=0.2,
+            timeout_s=300,
+        )
+
+    dag_run = run_dag(one_task_dag("deploy_broken_local", task), retries=0)
+
+    assert task_states(dag_run) == {"deploy": "failed"}
+    assert [d["name"] for d in client.list_deployments(ENDPOINT)] == ["blue"]
+
+
+def test_delete_refuses_a_deployment_with_live_traffic_and_removes_one_without(client: LocalRuntimeClient) -> None:
+    deploy(client, ENDPOINT, "spare")
+
+    def tasks() -> None:
+        DeleteDeploymentOperator(task_id="delete_blue", endpoint_name=ENDPOINT, deployment_name="blue")
+        DeleteDeploymentOperator(task_id="delete_spare", endpoint_name=ENDPOINT, deployment_name="spare")
+        DeleteDeploymentOperator(task_id="delete_missing", endpoint_name=ENDPOINT, deployment_name="nothing")
+
+    dag_run = run_dag(one_task_dag("delete_local", tasks), retries=0)
+
+    assert task_states(dag_run) == {"delete_blue": "failed", "delete_spare": "success", "delete_missing": "success"}
+    assert [d["name"] for d in client.list_deployments(ENDPOINT)] == ["blue"]
+
+
+def test_trigger_serialises_every_argument_and_reports_a_ready_deployment(client: LocalRuntimeClient) -> None:
+    trigger = DeploymentStateTrigger(
+        ml_platform_conn_id="deployflow_local",
+        endpoint_name=ENDPOINT,
+        deployment_name="blue",
+        deadline=time.time() + 30,
+        poll_interval=0.1,
+    )
+    path, kwargs = trigger.serialize()
+    assert path == "deployflow.triggers.ml_platform.DeploymentStateTrigger"
+    rebuilt = DeploymentStateTrigger(**kwargs)
+    assert rebuilt.serialize() == (path, kwargs)
+
+    event = asyncio.run(_first_event(rebuilt))
+    assert event.payload["status"] == "success"
+    assert event.payload["deployment"]["provisioning_state"] == "Succeeded"
+
+
+def test_trigger_reports_a_missing_deployment_as_an_error(client: LocalRuntimeClient) -> None:
+    trigger = DeploymentStateTrigger(
+        ml_platform_conn_id="deployflow_local",
+        endpoint_name=ENDPOINT,
+        deployment_name="ghost",
+        deadline=time.time() + 5,
+    )
+    event = asyncio.run(_first_event(trigger))
+    assert event.payload["status"] == "error"
+    assert "ghost" in event.payload["message"]
+
+
+async def _first_event(trigger: DeploymentStateTrigger):  # noqa: ANN202 - a TriggerEvent
+    async for event in trigger.run():
+        return event
+    raise AssertionError("the trigger ended without an event")
