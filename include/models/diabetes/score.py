@@ -37,14 +37,14 @@ def _rows_or_error(raw_data: str | bytes) -> list[list[float]] | str:
     try:
         payload = json.loads(raw_data)
     except (TypeError, ValueError) as e:
-        return f"request body is not valid JSON ({e}); send {{\"data\": [[...{N_FEATURES} numbers...]]}}"
+        return f'request body is not valid JSON ({e}); send {{"data": [[...{N_FEATURES} numbers...]]}}'
     if not isinstance(payload, dict) or "data" not in payload:
-        return f"request body must be a JSON object with a \"data\" key holding rows of {N_FEATURES} numbers"
+        return f'request body must be a JSON object with a "data" key holding rows of {N_FEATURES} numbers'
     rows = payload["data"]
     if not isinstance(rows, list) or not rows:
-        return "\"data\" must be a non-empty list of rows"
+        return '"data" must be a non-empty list of rows'
     if len(rows) > MAX_ROWS:
-        return f"\"data\" has {len(rows)} rows; send at most {MAX_ROWS} per request"
+        return f'"data" has {len(rows)} rows; send at most {MAX_ROWS} per request'
     for i, row in enumerate(rows):
         if not isinstance(row, list) or len(row) != N_FEATURES:
             return f"row {i} must be a list of {N_FEATURES} numbers"
