@@ -45,8 +45,7 @@ def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str,
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     percentiles = {
-        int(p): float(v) * UNITS_MS[unit]
-        for p, v, unit in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        int(p): float(v) * UNITS_MS[unit] for p, v, unit in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
     }
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
@@ -61,9 +60,7 @@ def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)

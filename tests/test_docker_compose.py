@@ -25,9 +25,7 @@ PYPROJECT = REPO_ROOT / "pyproject.toml"
 
 AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
 ONE_SHOT_SERVICES = frozenset({"airflow-init"})
-REQUIRED_SERVICES = frozenset(
-    {*AIRFLOW_SERVICES, *ONE_SHOT_SERVICES, "postgres", "azurite", "deployflow-runtime"}
-)
+REQUIRED_SERVICES = frozenset({*AIRFLOW_SERVICES, *ONE_SHOT_SERVICES, "postgres", "azurite", "deployflow-runtime"})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "[::1]"})
 COMPOSE_VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?::?-(?P<default>[^}]*))?\}")
 URL_HOST = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?P<host>[^/:;?\s\"']+)(?::(?P<port>\d+))?")
@@ -129,9 +127,7 @@ def test_every_long_running_service_has_a_healthcheck(services: dict[str, Servic
 def test_service_runs_the_image_built_from_the_dockerfile(services: dict[str, Service], name: str) -> None:
     build = services[name].get("build")
     context = build.get("context") if isinstance(build, dict) else build
-    assert context in (".", "./"), (
-        f"{name} must be built from the repository's Dockerfile, has build={build!r}"
-    )
+    assert context in (".", "./"), f"{name} must be built from the repository's Dockerfile, has build={build!r}"
 
 
 def test_no_requirements_are_installed_at_container_start() -> None:
@@ -141,9 +137,7 @@ def test_no_requirements_are_installed_at_container_start() -> None:
 
 
 @pytest.mark.parametrize("name", AIRFLOW_SERVICES)
-def test_airflow_service_waits_for_database_init_and_backends(
-    services: dict[str, Service], name: str
-) -> None:
+def test_airflow_service_waits_for_database_init_and_backends(services: dict[str, Service], name: str) -> None:
     deps = dependencies(services[name])
     assert deps.get("postgres") == "service_healthy", deps
     assert deps.get("airflow-init") == "service_completed_successfully", deps
@@ -221,9 +215,7 @@ def test_local_runtime_connection_targets_the_runtime_control_port(services: dic
 
 
 def test_airflow_sends_the_admin_token_the_runtime_expects(services: dict[str, Service]) -> None:
-    connection = json.loads(
-        interpolated(environment(services["airflow-scheduler"])["AIRFLOW_CONN_DEPLOYFLOW_LOCAL"])
-    )
+    connection = json.loads(interpolated(environment(services["airflow-scheduler"])["AIRFLOW_CONN_DEPLOYFLOW_LOCAL"]))
     expected = interpolated(environment(services["deployflow-runtime"])["DEPLOYFLOW_RUNTIME_TOKEN"])
     assert expected, "the runtime's DEPLOYFLOW_RUNTIME_TOKEN has no default"
     assert connection.get("password") == expected
@@ -255,9 +247,7 @@ def test_published_ports_bind_to_loopback_only(services: dict[str, Service]) -> 
 
 def test_dockerfile_extends_the_airflow_version_pinned_in_requirements() -> None:
     dockerfile = DOCKERFILE.read_text()
-    base = re.search(
-        r"^FROM\s+apache/airflow:(?P<airflow>[\d.]+)-python(?P<python>[\d.]+)\s*$", dockerfile, re.M
-    )
+    base = re.search(r"^FROM\s+apache/airflow:(?P<airflow>[\d.]+)-python(?P<python>[\d.]+)\s*$", dockerfile, re.M)
     assert base, "Dockerfile must start FROM apache/airflow:<version>-python<version>"
     assert base["airflow"] == airflow_version_pin(REQUIREMENTS.read_text())
     target = tomllib.loads(PYPROJECT.read_text())["tool"]["ruff"]["target-version"]

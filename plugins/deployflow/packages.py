@@ -50,8 +50,7 @@ class ModelPackage:
         requirements = (root / REQUIREMENTS).read_text()
         if INFERENCE_SERVER not in requirements:
             raise ModelPackageError(
-                f"model package {root}: {REQUIREMENTS} must list {INFERENCE_SERVER}, "
-                "the server that runs score.py"
+                f"model package {root}: {REQUIREMENTS} must list {INFERENCE_SERVER}, the server that runs score.py"
             )
         package = cls(root)
         package.sample_request()
@@ -81,9 +80,7 @@ class ModelPackage:
     def files(self) -> list[Path]:
         """Every file of the package, in a stable order, skipping caches."""
         return sorted(
-            p
-            for p in self.path.rglob("*")
-            if p.is_file() and not IGNORED.intersection(p.relative_to(self.path).parts)
+            p for p in self.path.rglob("*") if p.is_file() and not IGNORED.intersection(p.relative_to(self.path).parts)
         )
 
     def content_hash(self) -> str:

@@ -46,13 +46,9 @@ class RuntimeProcess:
         with LocalRuntimeClient(self.control_url, "-") as probe:
             while not probe.health():
                 if self.process.poll() is not None:
-                    raise RuntimeError(
-                        f"runtime exited with {self.process.returncode}:\n{self.log_path.read_text()}"
-                    )
+                    raise RuntimeError(f"runtime exited with {self.process.returncode}:\n{self.log_path.read_text()}")
                 if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"runtime not healthy within {START_TIMEOUT_S}s:\n{self.log_path.read_text()}"
-                    )
+                    raise TimeoutError(f"runtime not healthy within {START_TIMEOUT_S}s:\n{self.log_path.read_text()}")
                 time.sleep(0.05)
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:

@@ -63,9 +63,7 @@ class Scorer:
         return [a for a in self.answers if a[0] != 200]
 
 
-def test_sample_model_answers_through_the_endpoint(
-    endpoint: dict, key: str, client: LocalRuntimeClient
-) -> None:
+def test_sample_model_answers_through_the_endpoint(endpoint: dict, key: str, client: LocalRuntimeClient) -> None:
     result = client.score(endpoint["scoring_uri"], SAMPLE_REQUEST, key, headers={"x-request-id": "req-123"})
     assert result.status_code == 200
     assert result.body == pytest.approx(SAMPLE_RESPONSE, rel=1e-9)
@@ -150,9 +148,7 @@ def test_header_pins_a_deployment_that_takes_no_traffic(endpoint: dict, key: str
     assert unknown.json()["error"]["code"] == "DeploymentNotFound"
 
 
-def test_mirror_copies_a_share_and_drops_its_answers(
-    endpoint: dict, key: str, client: LocalRuntimeClient
-) -> None:
+def test_mirror_copies_a_share_and_drops_its_answers(endpoint: dict, key: str, client: LocalRuntimeClient) -> None:
     before = client.get_deployment(ENDPOINT, "green")["mirrored_requests"]
     client.set_traffic(ENDPOINT, {"blue": 100}, mirror_traffic={"green": 40})
     try:
@@ -205,9 +201,7 @@ def test_traffic_changes_fail_no_request(endpoint: dict, key: str, client: Local
     assert scorer.failures() == []
 
 
-def test_killed_replica_fails_no_request_and_comes_back(
-    endpoint: dict, key: str, client: LocalRuntimeClient
-) -> None:
+def test_killed_replica_fails_no_request_and_comes_back(endpoint: dict, key: str, client: LocalRuntimeClient) -> None:
     victim = client.get_deployment(ENDPOINT, "blue")["instances"][0]
     scorer = Scorer(endpoint["scoring_uri"], key)
     stop = threading.Event()
@@ -238,9 +232,7 @@ def test_replicas_listen_on_loopback_only(endpoint: dict, client: LocalRuntimeCl
     for pid in pids:
         family = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
         for process in family:
-            listening += [
-                c.laddr.ip for c in process.net_connections("inet") if c.status == psutil.CONN_LISTEN
-            ]
+            listening += [c.laddr.ip for c in process.net_connections("inet") if c.status == psutil.CONN_LISTEN]
     assert listening, "the replicas listen on no socket"
     assert set(listening) == {"127.0.0.1"}
 
@@ -249,18 +241,14 @@ def test_resource_limits_are_enforced_and_reported(endpoint: dict, client: Local
     blue = client.get_deployment(ENDPOINT, "blue")
     pid = blue["instances"][0]["pid"]
     if blue["enforcement"] == "cgroup-v1":
-        cgroups = dict(
-            line.split(":", 2)[1:] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-        )
+        cgroups = dict(line.split(":", 2)[1:] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines())
         quota = Path("/sys/fs/cgroup/cpu", cgroups["cpu"].lstrip("/"), "cpu.cfs_quota_us").read_text()
         assert int(quota) == 50_000  # 0.5 cpu of a 100 ms period
         memory_dir = Path("/sys/fs/cgroup/memory", cgroups["memory"].lstrip("/"))
         assert int((memory_dir / "memory.limit_in_bytes").read_text()) == 1024 * 1024 * 1024
     elif blue["enforcement"] == "cgroup-v2":
         path = Path(f"/proc/{pid}/cgroup").read_text().splitlines()[-1].split(":", 2)[2]
-        cgroup = next(
-            p for p in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")) if (p / path[1:]).exists()
-        )
+        cgroup = next(p for p in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")) if (p / path[1:]).exists())
         assert (cgroup / path[1:] / "cpu.max").read_text().split()[0] == "50000"
     else:
         assert blue["enforcement"] == "affinity+rlimit"
@@ -284,9 +272,7 @@ def test_deployment_with_traffic_cannot_be_deleted(endpoint: dict, client: Local
     assert "set its traffic to 0 first" in str(error.value)
 
 
-def test_logs_show_each_instance_of_the_scoring_server(
-    endpoint: dict, client: LocalRuntimeClient, key: str
-) -> None:
+def test_logs_show_each_instance_of_the_scoring_server(endpoint: dict, client: LocalRuntimeClient, key: str) -> None:
     assert client.score(endpoint["scoring_uri"], SAMPLE_REQUEST, key, deployment="blue").status_code == 200
     logs = client.logs(ENDPOINT, "blue", lines=50)
     instances = re.findall(r"^==> instance (\S+) <==$", logs, re.M)

@@ -7,15 +7,23 @@ time, recorded in HDR histograms that merge exactly across processes and tasks.
 from __future__ import annotations
 
 from deployflow.loadtest.generator import closed_loop, open_loop
+from deployflow.loadtest.guard import MAX_CONNECTIONS, MAX_DURATION_S, MAX_RATE, MAX_WORKERS
 from deployflow.loadtest.histogram import LatencyHistogram, Percentiles
 from deployflow.loadtest.result import CLOSED_LOOP, OPEN_LOOP, GeneratorLag, LoadResult, merge_results
 from deployflow.loadtest.runner import run_closed_loop, run_open_loop
 from deployflow.loadtest.schedule import Schedule, Step
+from deployflow.loadtest.slo import SLO, Check, Verdict, evaluate_slo
 from deployflow.loadtest.spec import RequestSpec
 
 __all__ = [
     "CLOSED_LOOP",
+    "MAX_CONNECTIONS",
+    "MAX_DURATION_S",
+    "MAX_RATE",
+    "MAX_WORKERS",
     "OPEN_LOOP",
+    "SLO",
+    "Check",
     "GeneratorLag",
     "LatencyHistogram",
     "LoadResult",
@@ -23,7 +31,9 @@ __all__ = [
     "RequestSpec",
     "Schedule",
     "Step",
+    "Verdict",
     "closed_loop",
+    "evaluate_slo",
     "merge_results",
     "open_loop",
     "run_closed_loop",

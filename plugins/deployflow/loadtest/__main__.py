@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deployflow.loadtest.generator import DEFAULT_LAG_THRESHOLD_MS, DEFAULT_MAX_IN_FLIGHT
+from deployflow.loadtest.result import LoadResult
 from deployflow.loadtest.runner import run_closed_loop, run_open_loop
 from deployflow.loadtest.schedule import Schedule, Step
 from deployflow.loadtest.spec import DEFAULT_TIMEOUT_S, RequestSpec
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     body.add_argument("--body-file", type=Path, help="file whose bytes are sent as the request body")
     body.add_argument("--body", help="request body as text (UTF-8)")
     parser.add_argument("--header", action="append", type=_header, default=[], help="'Name: value', repeatable")
+    parser.add_argument("--allow-remote", action="store_true", help="allow a target that is not a loopback address")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds from intended send")
     parser.add_argument("--rate", type=float, help="requests per second (open loop)")
     parser.add_argument("--duration", type=float, help="seconds (open loop with --rate, or closed loop)")
@@ -59,45 +61,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run(args: argparse.Namespace) -> LoadResult:
+    """The test the arguments describe; ValueError for anything the user has to fix."""
+    body = args.body_file.read_bytes() if args.body_file is not None else (args.body or "").encode()
+    request = RequestSpec(
+        url=args.url,
+        method=args.method,
+        body=body,
+        headers=dict(args.header),
+        timeout_s=args.timeout,
+        allow_remote=args.allow_remote,
+    )
+    if args.closed_loop:
+        if args.duration is None:
+            raise ValueError("--closed-loop needs --duration")
+        return run_closed_loop(request, duration_s=args.duration, concurrency=args.concurrency)
+    if args.step:
+        schedule = Schedule.stepped(args.step)
+    elif args.rate is not None and args.duration is not None:
+        schedule = Schedule.constant(args.rate, args.duration)
+    else:
+        raise ValueError("give --rate and --duration, or one or more --step RATE:SECONDS")
+    return run_open_loop(
+        request,
+        schedule,
+        workers=args.workers,
+        max_in_flight=args.max_in_flight,
+        lag_threshold_ms=args.lag_threshold_ms,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.body_file is not None:
-        body = args.body_file.read_bytes()
-    else:
-        body = (args.body or "").encode()
     try:
-        request = RequestSpec(
-            url=args.url, method=args.method, body=body, headers=dict(args.header), timeout_s=args.timeout
-        )
+        result = _run(args)
     except ValueError as exc:
         parser.error(str(exc))
-    if args.closed_loop:
-        if args.duration is None:
-            parser.error("--closed-loop needs --duration")
-        result = run_closed_loop(request, duration_s=args.duration, concurrency=args.concurrency)
-    else:
-        if args.step:
-            schedule = Schedule.stepped(args.step)
-        elif args.rate is not None and args.duration is not None:
-            try:
-                schedule = Schedule.constant(args.rate, args.duration)
-            except ValueError as exc:
-                parser.error(str(exc))
-        else:
-            parser.error("give --rate and --duration, or one or more --step RATE:SECONDS")
-        result = run_open_loop(
-            request,
-            schedule,
-            workers=args.workers,
-            max_in_flight=args.max_in_flight,
-            lag_threshold_ms=args.lag_threshold_ms,
-        )
     output = result.to_dict()
     if args.no_histograms:
         output.pop("histograms")
     json.dump(output, sys.stdout, indent=2)
     sys.stdout.write("\n")
+    for note in result.notes():
+        print(f"warning: {note}", file=sys.stderr)
     return 0
 
 

@@ -2,8 +2,10 @@
 
 Open loop: a dispatcher hands each intended send time to a bounded set of connection
 slots; a request waiting for a free slot keeps its intended time, so its latency
-includes the wait (no coordinated omission). Closed loop: each slot sends its next
-request when the previous one is answered, which measures service time, not queueing.
+includes the wait (no coordinated omission). Sends are paced on millisecond timers:
+never early, at most about a millisecond late, and that lateness counts as latency.
+Closed loop: each slot sends its next request when the previous one is answered,
+which measures service time, not queueing.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 from deployflow.loadtest.client import TIMEOUT, Connection, RequestFailed, resolve
+from deployflow.loadtest.guard import MAX_CONNECTIONS, MAX_DURATION_S, require_at_most
 from deployflow.loadtest.recorder import Recorder
 from deployflow.loadtest.result import CLOSED_LOOP, OPEN_LOOP, LoadResult
 from deployflow.loadtest.schedule import Schedule
@@ -25,6 +28,8 @@ DEFAULT_MAX_IN_FLIGHT = 256
 DEFAULT_LAG_THRESHOLD_MS = 10.0
 _BURST = 64  # sends dispatched back to back (when behind) before the slots get to run
 _GRACE_S = 5.0  # past the last deadline, before a run is declared stuck
+_TIMER_TICK_S = 0.001  # the event loop's timer granularity (uvloop: whole milliseconds)
+_EXPIRY_SWEEP_S = 0.05  # longest a timed-out request waits past its deadline to be failed
 
 T = TypeVar("T")
 
@@ -62,16 +67,13 @@ async def _send_one(conn: Connection, payload: bytes, intended: float, timeout_s
     """One request, its latency counted from `intended` and its deadline too."""
     started = time.monotonic()
     rec.start(started - intended)
-    remaining = intended + timeout_s - started
-    if remaining <= 0:
+    deadline = intended + timeout_s
+    if deadline <= started:
         rec.error(TIMEOUT, started)  # waited for a slot past its deadline; never sent
         return
     rec.sent += 1
     try:
-        async with asyncio.timeout(remaining):
-            response = await conn.send(payload)
-    except TimeoutError:
-        rec.error(TIMEOUT, time.monotonic())
+        response = await conn.send(payload, deadline)
     except RequestFailed as exc:
         rec.error(exc.kind, time.monotonic())
     else:
@@ -91,21 +93,44 @@ async def _dispatch(queue: _SendQueue, offsets: Iterator[float], start: float, r
     burst = 0
     for offset in offsets:
         due = start + offset
-        delay = due - time.monotonic()
-        if delay > 0:
+        now = time.monotonic()
+        if now < due:
             burst = 0
-            await asyncio.sleep(delay)
+            while now < due:
+                # Timers tick in whole milliseconds and can end early: wait at least a tick
+                # rather than spin, so a send may be up to a tick late but is never early.
+                await asyncio.sleep(max(due - now, _TIMER_TICK_S))
+                now = time.monotonic()
         else:
             burst += 1
             if burst >= _BURST:  # behind schedule: still let responses be read
                 burst = 0
                 await asyncio.sleep(0)
-        if queue.put(due):
-            rec.lag.slot_waits += 1
+                now = time.monotonic()
+        rec.dispatched(now - due, queue.put(due))
 
 
-async def _run_slots(slots: list[asyncio.Task[None]], body: Coroutine[Any, Any, None], bound_s: float) -> None:
-    """Await `body`, then the slots, within `bound_s`; whatever is left is cancelled."""
+async def _expire_overdue(conns: list[Connection], tick_s: float) -> None:
+    """Time out overdue requests, sweeping every connection each tick (see Connection)."""
+    while True:
+        await asyncio.sleep(tick_s)
+        now = time.monotonic()
+        for conn in conns:
+            conn.expire(now)
+
+
+async def _run_slots(
+    slots: list[asyncio.Task[None]],
+    conns: list[Connection],
+    body: Coroutine[Any, Any, None],
+    timeout_s: float,
+    bound_s: float,
+) -> None:
+    """Await `body`, then the slots, within `bound_s`, timing requests out meanwhile.
+
+    Whatever is left at the bound is cancelled.
+    """
+    sweeper = asyncio.create_task(_expire_overdue(conns, min(_EXPIRY_SWEEP_S, timeout_s / 10)))
     try:
         async with asyncio.timeout(bound_s):
             await body
@@ -113,9 +138,9 @@ async def _run_slots(slots: list[asyncio.Task[None]], body: Coroutine[Any, Any, 
     except TimeoutError as exc:
         raise RuntimeError(f"load test did not finish within its bound of {bound_s:.1f} s") from exc
     finally:
-        for task in slots:
+        for task in [*slots, sweeper]:
             task.cancel()
-        await asyncio.gather(*slots, return_exceptions=True)
+        await asyncio.gather(*slots, sweeper, return_exceptions=True)
 
 
 async def open_loop(
@@ -136,15 +161,14 @@ async def open_loop(
     """
     if max_in_flight < 1:
         raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+    require_at_most("max_in_flight", max_in_flight, MAX_CONNECTIONS)
     loop = asyncio.get_running_loop()
     target = await resolve(request)
     payload = request.wire_bytes()
     rec = Recorder(lag_threshold_ms)
     queue = _SendQueue(loop)
-    slots = [
-        asyncio.create_task(_open_slot(queue, Connection(target), payload, request.timeout_s, rec))
-        for _ in range(max_in_flight)
-    ]
+    conns = [Connection(target) for _ in range(max_in_flight)]
+    slots = [asyncio.create_task(_open_slot(queue, c, payload, request.timeout_s, rec)) for c in conns]
     start = time.monotonic() if start_at is None else start_at
 
     async def dispatch_all() -> None:
@@ -154,7 +178,8 @@ async def open_loop(
             queue.put(None)
 
     ahead_s = max(0.0, start - time.monotonic())
-    await _run_slots(slots, dispatch_all(), ahead_s + schedule.duration_s + request.timeout_s + _GRACE_S)
+    bound_s = ahead_s + schedule.duration_s + request.timeout_s + _GRACE_S
+    await _run_slots(slots, conns, dispatch_all(), request.timeout_s, bound_s)
     scheduled = schedule.shard_size(shard, shards)
     return rec.result(
         mode=OPEN_LOOP,
@@ -180,6 +205,8 @@ async def closed_loop(
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     if not (duration_s > 0 and math.isfinite(duration_s)):
         raise ValueError(f"duration must be a finite number of seconds > 0, got {duration_s!r}")
+    require_at_most("concurrency", concurrency, MAX_CONNECTIONS)
+    require_at_most("closed-loop duration (s)", duration_s, MAX_DURATION_S)
     target = await resolve(request)
     payload = request.wire_bytes()
     rec = Recorder(DEFAULT_LAG_THRESHOLD_MS)
@@ -196,8 +223,9 @@ async def closed_loop(
         finally:
             conn.close()
 
-    slots = [asyncio.create_task(slot(Connection(target))) for _ in range(concurrency)]
-    await _run_slots(slots, asyncio.sleep(0), duration_s + request.timeout_s + _GRACE_S)
+    conns = [Connection(target) for _ in range(concurrency)]
+    slots = [asyncio.create_task(slot(c)) for c in conns]
+    await _run_slots(slots, conns, asyncio.sleep(0), request.timeout_s, duration_s + request.timeout_s + _GRACE_S)
     return rec.result(
         mode=CLOSED_LOOP,
         requested_rate=0.0,

@@ -18,6 +18,7 @@ LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour: anything slower is clamped, not dropped
 SIGNIFICANT_DIGITS = 3
 PERCENTILES = (50.0, 90.0, 95.0, 99.0)
+_PENDING_MAX = 4096  # distinct values held back before they are folded into the buckets
 
 
 @dataclass(frozen=True)
@@ -37,14 +38,35 @@ class Percentiles:
 
 
 class LatencyHistogram:
-    """Durations in whole microseconds, from 1 µs to one hour, 3 significant digits."""
+    """Durations in whole microseconds, from 1 µs to one hour, 3 significant digits.
+
+    Recording tallies values in a dict first and folds them into the HDR buckets in
+    bulk before any read: the same counts, at a fraction of hdrh's per-value cost.
+    """
 
     def __init__(self, _hist: HdrHistogram | None = None) -> None:
-        self._hist = _hist or HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+        self._buckets = _hist or HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+        self._pending: dict[int, int] = {}
 
     def record_us(self, value_us: float) -> None:
         """Record one duration; negative values count as 0 and huge ones as one hour."""
-        self._hist.record_value(min(max(int(value_us), 0), HIGHEST_US))
+        value = min(max(int(value_us), 0), HIGHEST_US)
+        pending = self._pending
+        pending[value] = pending.get(value, 0) + 1
+        if len(pending) >= _PENDING_MAX:
+            self._fold()
+
+    @property
+    def _hist(self) -> HdrHistogram:
+        """The HDR buckets with every recorded value in them."""
+        if self._pending:
+            self._fold()
+        return self._buckets
+
+    def _fold(self) -> None:
+        for value, count in self._pending.items():
+            self._buckets.record_value(value, count)
+        self._pending.clear()
 
     def record_s(self, seconds: float) -> None:
         self.record_us(seconds * 1e6)
@@ -60,11 +82,6 @@ class LatencyHistogram:
         """Add every value of `other` to this histogram, in place."""
         if other.count:
             self._hist.add(other._hist)
-
-    def copy(self) -> LatencyHistogram:
-        clone = LatencyHistogram()
-        clone.add(self)
-        return clone
 
     def value_at_ms(self, percentile: float) -> float:
         """The value at `percentile` (0-100), in ms; 0 when empty."""

@@ -22,6 +22,13 @@ class Recorder:
         self.errors: dict[str, int] = {}
         self.last_done = 0.0  # monotonic time of the last settled request
 
+    def dispatched(self, late_s: float, waits: bool) -> None:
+        """The dispatcher handed out a send `late_s` after its time; `waits` if no slot was free."""
+        if late_s > self.lag_threshold_s:
+            self.lag.late_dispatches += 1
+        if waits:
+            self.lag.slot_waits += 1
+
     def start(self, lag_s: float) -> None:
         """A request left its queue `lag_s` after its intended time."""
         if lag_s > self.lag_threshold_s:

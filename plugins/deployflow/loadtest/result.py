@@ -10,20 +10,23 @@ from deployflow.loadtest.histogram import LatencyHistogram, Percentiles
 
 OPEN_LOOP = "open"
 CLOSED_LOOP = "closed"
+LAG_TOLERANCE = 0.05  # share of late sends above which a run is said to have fallen behind
 
 
 @dataclass
 class GeneratorLag:
-    """How far the generator itself fell behind its schedule.
+    """How far the generator fell behind its schedule, and why.
 
     Late sends are requests that started more than `threshold_ms` after their intended
-    time; `slot_waits` counts those that found all max_in_flight connections busy, so
-    late sends without slot waits mean the generator ran out of CPU.
+    time. Two causes are told apart: `late_dispatches`, sends the generator's own event
+    loop handed out late (it ran out of CPU), and `slot_waits`, sends that found every
+    one of max_in_flight connections busy (answers did not come back fast enough).
     """
 
     late_sends: int = 0
     max_lag_ms: float = 0.0
     slot_waits: int = 0
+    late_dispatches: int = 0
     threshold_ms: float = 10.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -31,8 +34,19 @@ class GeneratorLag:
             "late_sends": self.late_sends,
             "max_lag_ms": round(self.max_lag_ms, 3),
             "slot_waits": self.slot_waits,
+            "late_dispatches": self.late_dispatches,
             "threshold_ms": self.threshold_ms,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GeneratorLag:
+        return cls(
+            late_sends=int(data["late_sends"]),
+            max_lag_ms=float(data["max_lag_ms"]),
+            slot_waits=int(data["slot_waits"]),
+            late_dispatches=int(data["late_dispatches"]),
+            threshold_ms=float(data["threshold_ms"]),
+        )
 
 
 @dataclass
@@ -66,6 +80,39 @@ class LoadResult:
         return self.completed / self.duration_s if self.duration_s > 0 else 0.0
 
     @property
+    def achieved_fraction(self) -> float | None:
+        """Achieved over requested rate (open loop); None for a closed loop, which requests none."""
+        return self.achieved_rate / self.requested_rate if self.requested_rate > 0 else None
+
+    @property
+    def generator_fell_behind(self) -> bool:
+        """True when more than LAG_TOLERANCE of the sends started late: the rate asked was not offered."""
+        return self.mode == OPEN_LOOP and self.generator_lag.late_sends > LAG_TOLERANCE * self.scheduled
+
+    def notes(self) -> list[str]:
+        """Plain sentences on what limits this result; empty when nothing does."""
+        if not self.generator_fell_behind:
+            return []
+        lag = self.generator_lag
+        notes = [
+            f"the load generator fell behind its schedule: {lag.late_sends} of {self.scheduled} sends "
+            f"started over {lag.threshold_ms:g} ms late (at most {lag.max_lag_ms:.0f} ms), so the "
+            f"{self.requested_rate:.1f} requests/s asked for were not offered "
+            f"({self.achieved_rate:.1f}/s achieved); latency still counts from the intended send times"
+        ]
+        if lag.late_dispatches:
+            notes.append(
+                f"{lag.late_dispatches} sends were handed out late by the generator's own event loop: "
+                "it ran out of CPU; use more worker processes"
+            )
+        if lag.slot_waits:
+            notes.append(
+                f"{lag.slot_waits} sends found every connection busy: answers did not come back "
+                "fast enough at this concurrency (raise max_in_flight to offer more)"
+            )
+        return notes
+
+    @property
     def success_rate(self) -> float:
         """Share of the scheduled requests that got a 2xx response."""
         return self.ok / self.scheduled if self.scheduled else 0.0
@@ -95,10 +142,14 @@ class LoadResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: headline figures for people, encoded histograms for merging later."""
+        fraction = self.achieved_fraction
         return {
             "mode": self.mode,
             "requested_rate": round(self.requested_rate, 3),
             "achieved_rate": round(self.achieved_rate, 3),
+            "achieved_fraction": None if fraction is None else round(fraction, 4),
+            "generator_fell_behind": self.generator_fell_behind,
+            "notes": self.notes(),
             "scheduled": self.scheduled,
             "sent": self.sent,
             "completed": self.completed,
@@ -123,7 +174,6 @@ class LoadResult:
         """Rebuild from `to_dict()`; derived figures are recomputed from the histograms."""
         try:
             histograms = data["histograms"]
-            lag = data["generator_lag"]
             return cls(
                 mode=str(data["mode"]),
                 requested_rate=float(data["requested_rate"]),
@@ -133,12 +183,7 @@ class LoadResult:
                 ok=int(data["ok"]),
                 errors={str(k): int(v) for k, v in data["errors"].items()},
                 duration_s=float(data["duration_s"]),
-                generator_lag=GeneratorLag(
-                    late_sends=int(lag["late_sends"]),
-                    max_lag_ms=float(lag["max_lag_ms"]),
-                    slot_waits=int(lag["slot_waits"]),
-                    threshold_ms=float(lag["threshold_ms"]),
-                ),
+                generator_lag=GeneratorLag.from_dict(data["generator_lag"]),
                 latency=LatencyHistogram.decode(histograms["latency"]),
                 server_time=LatencyHistogram.decode(histograms["server_time"]),
                 overhead=LatencyHistogram.decode(histograms["overhead"]),
@@ -177,6 +222,7 @@ def merge_results(results: Iterable[LoadResult]) -> LoadResult:
             late_sends=sum(p.generator_lag.late_sends for p in parts),
             max_lag_ms=max(p.generator_lag.max_lag_ms for p in parts),
             slot_waits=sum(p.generator_lag.slot_waits for p in parts),
+            late_dispatches=sum(p.generator_lag.late_dispatches for p in parts),
             threshold_ms=max(p.generator_lag.threshold_ms for p in parts),
         ),
         latency=latency,

@@ -21,6 +21,7 @@ from deployflow.loadtest.generator import (
     open_loop,
     run_on_best_loop,
 )
+from deployflow.loadtest.guard import MAX_WORKERS, require_at_most
 from deployflow.loadtest.result import LoadResult, merge_results
 from deployflow.loadtest.schedule import Schedule
 from deployflow.loadtest.spec import RequestSpec
@@ -41,6 +42,7 @@ def run_open_loop(
     """Open-loop load at the schedule's rate; `max_in_flight` is shared among the workers."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    require_at_most("workers", workers, MAX_WORKERS)
     if workers == 1:
         return run_on_best_loop(
             open_loop(request, schedule, max_in_flight=max_in_flight, lag_threshold_ms=lag_threshold_ms)

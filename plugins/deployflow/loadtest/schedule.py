@@ -10,6 +10,8 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from deployflow.loadtest.guard import MAX_DURATION_S, MAX_RATE, require_at_most
+
 
 @dataclass(frozen=True)
 class Step:
@@ -23,6 +25,7 @@ class Step:
             raise ValueError(f"step rate must be a finite number >= 0, got {self.rate!r}")
         if not (self.duration_s > 0 and math.isfinite(self.duration_s)):
             raise ValueError(f"step duration must be a finite number > 0, got {self.duration_s!r}")
+        require_at_most("step rate (requests/s)", self.rate, MAX_RATE)
 
     @property
     def count(self) -> int:
@@ -40,6 +43,7 @@ class Schedule:
     def __post_init__(self) -> None:
         if not self.steps:
             raise ValueError("a schedule needs at least one step")
+        require_at_most("schedule duration (s)", self.duration_s, MAX_DURATION_S)
 
     @classmethod
     def constant(cls, rate: float, duration_s: float) -> Schedule:

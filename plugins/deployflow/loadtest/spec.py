@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from deployflow.loadtest.guard import require_loopback
+
 USER_AGENT = "deployflow-loadtest"
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -17,6 +19,7 @@ class RequestSpec:
 
     `timeout_s` counts from the request's intended send time: a request still waiting
     for a connection, or for its response, that long after it was due is a timeout.
+    Only loopback hosts are accepted unless `allow_remote` says the caller means it.
     """
 
     url: str
@@ -24,6 +27,7 @@ class RequestSpec:
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float = DEFAULT_TIMEOUT_S
+    allow_remote: bool = False
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -37,6 +41,8 @@ class RequestSpec:
             raise ValueError(f"load test URL has a malformed port: {self.url!r}") from exc
         if port == 0:
             raise ValueError(f"load test URL has port 0: {self.url!r}")
+        if not self.allow_remote:
+            require_loopback(parts.hostname, self.url)
         if not self.method.isalpha():
             raise ValueError(f"HTTP method must be a plain token, got {self.method!r}")
         if self.method.upper() == "HEAD":

@@ -13,15 +13,11 @@ from deployflow.runtime.server import run
 
 def parse_args(argv: list[str] | None = None) -> RuntimeConfig:
     parser = argparse.ArgumentParser(prog="python -m deployflow.runtime", description=__doc__)
-    parser.add_argument(
-        "--data-dir", type=Path, required=True, help="state, models, logs (created if missing)"
-    )
+    parser.add_argument("--data-dir", type=Path, required=True, help="state, models, logs (created if missing)")
     parser.add_argument("--host", default=LOOPBACK, help="address to listen on (default: loopback only)")
     parser.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT)
     parser.add_argument("--router-port", type=int, default=DEFAULT_ROUTER_PORT)
-    parser.add_argument(
-        "--advertise-host", help="host name put in scoring URIs (default: the listen address)"
-    )
+    parser.add_argument("--advertise-host", help="host name put in scoring URIs (default: the listen address)")
     parser.add_argument("--env-cache-dir", type=Path, help="where model environments are built and reused")
     parser.add_argument(
         "--enforcement", choices=[e.value for e in Enforcement if e is not Enforcement.NONE],

@@ -40,9 +40,7 @@ def create_app(runtime: Runtime, token: str) -> FastAPI:
 
     @app.exception_handler(RuntimeApiError)
     async def _api_error(_: Request, error: RuntimeApiError) -> JSONResponse:
-        return JSONResponse(
-            {"error": {"code": error.code, "message": str(error)}}, status_code=error.status_code
-        )
+        return JSONResponse({"error": {"code": error.code, "message": str(error)}}, status_code=error.status_code)
 
     def endpoint_view(name: str) -> Endpoint:
         return runtime.endpoint(name).view(runtime.config.scoring_uri(name))

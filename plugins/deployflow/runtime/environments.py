@@ -27,9 +27,7 @@ class EnvironmentBuildError(RuntimeError):
 
 def environment_key(requirements: str, python: str = sys.executable) -> str:
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    lines = sorted(
-        line.strip() for line in requirements.splitlines() if line.strip() and not line.startswith("#")
-    )
+    lines = sorted(line.strip() for line in requirements.splitlines() if line.strip() and not line.startswith("#"))
     digest = hashlib.sha256("\n".join([version, python, *lines]).encode()).hexdigest()
     return digest[:16]
 
@@ -75,14 +73,10 @@ class EnvironmentCache:
         with open(build_log, "w") as out:
             for step in steps:
                 try:
-                    result = subprocess.run(
-                        step, stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S
-                    )
+                    result = subprocess.run(step, stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S)
                 except subprocess.TimeoutExpired as e:
                     shutil.rmtree(env_dir, ignore_errors=True)
-                    raise EnvironmentBuildError(
-                        f"building the model environment took over {BUILD_TIMEOUT_S}s"
-                    ) from e
+                    raise EnvironmentBuildError(f"building the model environment took over {BUILD_TIMEOUT_S}s") from e
                 if result.returncode != 0:
                     shutil.rmtree(env_dir, ignore_errors=True)
                     tail = "\n".join(build_log.read_text().splitlines()[-15:])

@@ -108,9 +108,7 @@ class Router:
         match = SCORE_PATH.match(request.url)
         if match is None:
             path = request.url.decode(errors="replace")
-            return Answer.error(
-                404, "NotFound", f"no route {path}; score at POST /endpoints/<name>/score"
-            ), request_id
+            return Answer.error(404, "NotFound", f"no route {path}; score at POST /endpoints/<name>/score"), request_id
         if request.method != b"POST":
             return Answer.error(405, "MethodNotAllowed", "scoring takes POST"), request_id
         name = match.group(1).decode(errors="replace")
@@ -124,9 +122,7 @@ class Router:
         if pinned:
             deployment = endpoint.deployments.get(pinned.decode(errors="replace"))
             if deployment is None or not deployment.routable():
-                message = (
-                    f"endpoint {name} has no deployment named {pinned.decode(errors='replace')} to serve"
-                )
+                message = f"endpoint {name} has no deployment named {pinned.decode(errors='replace')} to serve"
                 return Answer.error(404, "DeploymentNotFound", message), request_id
         else:
             deployment = endpoint.choose()
@@ -176,9 +172,7 @@ class Router:
                 replica.mark_dead()
                 continue
             except BrokenAnswer as e:
-                return Answer.error(
-                    502, "BadGateway", f"deployment {deployment.name} broke off its answer: {e}"
-                )
+                return Answer.error(502, "BadGateway", f"deployment {deployment.name} broke off its answer: {e}")
             except TimeoutError:
                 return Answer.error(
                     504, "RequestTimeout",
@@ -317,9 +311,7 @@ class ClientConnection(asyncio.Protocol):
         except httptools.HttpParserError as e:
             if isinstance(e.__context__, _TooLarge):
                 limit = self.router.max_body_bytes
-                self._reject(
-                    413, "PayloadTooLarge", f"request body is over {limit} bytes; send smaller batches"
-                )
+                self._reject(413, "PayloadTooLarge", f"request body is over {limit} bytes; send smaller batches")
             else:
                 self._reject(400, "BadRequest", "malformed HTTP request")
 
@@ -345,9 +337,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         keep_alive = self.parser.should_keep_alive()
-        self.pending.append(
-            Request(self.parser.get_method(), self.url, self.headers, b"".join(self.body), keep_alive)
-        )
+        self.pending.append(Request(self.parser.get_method(), self.url, self.headers, b"".join(self.body), keep_alive))
         if not self.busy:
             self._next()
 

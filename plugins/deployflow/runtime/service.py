@@ -226,8 +226,7 @@ class Runtime:
         deployment = self.deployment(endpoint_name, name)
         if endpoint.traffic.get(name) or endpoint.mirror_traffic.get(name):
             raise Conflict(
-                f"deployment {name} still takes traffic on endpoint {endpoint_name}; "
-                "set its traffic to 0 first"
+                f"deployment {name} still takes traffic on endpoint {endpoint_name}; set its traffic to 0 first"
             )
         del endpoint.deployments[name]
         self.store.delete_deployment(endpoint_name, name)
@@ -263,10 +262,7 @@ class Runtime:
             python = await asyncio.to_thread(self.environments.ensure, package / "requirements.txt")
             self._generation += 1
             generation = self._generation
-            new = [
-                self._new_replica(deployment, package, python, i, generation)
-                for i in range(spec.instance_count)
-            ]
+            new = [self._new_replica(deployment, package, python, i, generation) for i in range(spec.instance_count)]
             for replica in new:
                 replica.spawn()
             await asyncio.gather(*(r.wait_ready(spec.readiness_timeout_s) for r in new))
@@ -284,9 +280,7 @@ class Runtime:
         deployment.state = ProvisioningState.SUCCEEDED
         deployment.replica_ready.set()
         self._persist(deployment)
-        log.info(
-            "deployment %s/%s ready with %d instance(s)", deployment.endpoint_name, deployment.name, len(new)
-        )
+        log.info("deployment %s/%s ready with %d instance(s)", deployment.endpoint_name, deployment.name, len(new))
         await _drain(old)
         await asyncio.gather(*(r.stop() for r in old))
 
@@ -314,11 +308,7 @@ class Runtime:
             worker_count=spec.worker_count,
             environment=environment,
             placement_factory=lambda: self.resources.place(replica_id, limits),
-            log_path=self.config.data_dir
-            / "logs"
-            / deployment.endpoint_name
-            / deployment.name
-            / f"{index}.log",
+            log_path=self.config.data_dir / "logs" / deployment.endpoint_name / deployment.name / f"{index}.log",
         )
 
     # ---- supervision -----------------------------------------------------------------
@@ -367,9 +357,7 @@ class Runtime:
     async def _restart_now(self, deployment: DeploymentRuntime, replica: Replica) -> None:
         try:
             while replica in deployment.replicas and deployment.state is not ProvisioningState.DELETING:
-                log.warning(
-                    "replica %s is down; restarting it (restart %d)", replica.replica_id, replica.restarts + 1
-                )
+                log.warning("replica %s is down; restarting it (restart %d)", replica.replica_id, replica.restarts + 1)
                 await asyncio.sleep(min(MAX_RESTART_BACKOFF_S, 0.5 * (2 ** min(replica.restarts, 6)) - 0.5))
                 replica.restarts += 1
                 await replica.stop(grace_s=0)

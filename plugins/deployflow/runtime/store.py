@@ -35,9 +35,7 @@ class Store:
             return self._db.execute(sql, args).fetchall()
 
     def add_model(self, name: str, version: str, path: str, content_hash: str, created_at: str) -> None:
-        self._run(
-            "INSERT INTO models VALUES (?, ?, ?, ?, ?)", (name, version, path, content_hash, created_at)
-        )
+        self._run("INSERT INTO models VALUES (?, ?, ?, ?, ?)", (name, version, path, content_hash, created_at))
 
     def models(self, name: str | None = None) -> list[dict[str, str]]:
         sql = "SELECT name, version, path, content_hash, created_at FROM models"
