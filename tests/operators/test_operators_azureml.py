@@ -144,3 +144,43 @@ def test_deleting_a_deployment_that_takes_live_traffic_is_refused(ml_client: Mag
 
     assert task_states(dag_run)["delete"] == "failed"
     ml_client.online_deployments.begin_delete.assert_not_called()
+
+
+def test_attach_shared_aks_to_two_workspaces_skips_the_one_that_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from azure.ai.ml.entities import KubernetesCompute
+
+    from deployflow.operators.aks import AttachSharedAksOperator
+
+    cluster = "/subscriptions/sub-1/resourceGroups/rg-aks/providers/Microsoft.ContainerService/managedClusters/shared"
+    clients = {"ws-a": make_ml_client("ws-a"), "ws-b": make_ml_client("ws-b")}
+    for workspace in clients:
+        extra = {"subscription_id": "sub-1", "resource_group": "rg-1", "workspace_name": workspace}
+        monkeypatch.setenv(
+            f"AIRFLOW_CONN_AML_{workspace[-1].upper()}", json.dumps({"conn_type": "azure_ml", "extra": extra})
+        )
+    from azure.core.exceptions import ResourceNotFoundError
+
+    clients["ws-a"].compute.get.side_effect = ResourceNotFoundError("no such compute")
+    clients["ws-a"].compute.begin_create_or_update.return_value = poller()
+    clients["ws-b"].compute.get.return_value = KubernetesCompute(
+        name="aks-prod", resource_id=cluster, namespace="models"
+    )
+    with DAG("aml_attach", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+        AttachSharedAksOperator(
+            task_id="attach",
+            ml_platform_conn_ids=["aml_a", "aml_b"],
+            compute_name="aks-prod",
+            resource_id=cluster,
+            namespace="models",
+        )
+
+    with (
+        patch("deployflow.azureml.backend.MLClient", side_effect=lambda **kw: clients[kw["workspace_name"]]),
+        patch("azure.identity.DefaultAzureCredential"),
+    ):
+        dag_run = run_dag(dag, retries=0)
+
+    assert task_states(dag_run) == {"attach": "success"}
+    sent = clients["ws-a"].compute.begin_create_or_update.call_args.args[0]
+    assert (sent.name, sent.resource_id, sent.namespace) == ("aks-prod", cluster, "models")
+    clients["ws-b"].compute.begin_create_or_update.assert_not_called()
