@@ -28,3 +28,10 @@ COPY --chown=airflow:0 requirements.txt constraints.txt /
 # downgrade Airflow, if requirements.txt pins a different one. constraints.txt holds the
 # versions `./dev test` runs with.
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /requirements.txt -c /constraints.txt
+
+# deployflow itself, editable, so Airflow finds its provider entry point (the azure_ml and
+# deployflow_local connection types in the UI). The plugins/ copied here is what the mount
+# at run time replaces.
+COPY --chown=airflow:0 pyproject.toml /opt/airflow/pyproject.toml
+COPY --chown=airflow:0 plugins /opt/airflow/plugins
+RUN pip install --no-cache-dir --no-deps -e /opt/airflow

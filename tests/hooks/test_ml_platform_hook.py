@@ -62,5 +62,5 @@ def test_airflow_discovers_the_connection_types_through_the_entry_point() -> Non
 
     manager = ProvidersManager()
     assert "deployflow" in manager.providers
-    assert manager.hooks["azure_ml"].hook_class_name == "deployflow.hooks.ml_platform.AzureMLHook"
+    assert manager.field_behaviours["azure_ml"]["relabeling"]["login"] == "Client ID"
     assert "extra__azure_ml__workspace_name" in manager.connection_form_widgets

@@ -1,0 +1,35 @@
+"""A real load step for the search: open-loop load at one rate against one endpoint."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from deployflow.loadtest import RequestSpec, Schedule, run_open_loop
+from deployflow.profiling.search import StepMeasurement
+
+Usage = Callable[[], tuple[float | None, float | None]]  # (cpu cores, memory GB) used during the last step
+
+
+def open_loop_measure(
+    request: RequestSpec,
+    *,
+    step_duration_s: float = 5.0,
+    workers: int = 1,
+    settle_s: float = 0.0,
+    usage: Usage | None = None,
+) -> Callable[[float], StepMeasurement]:
+    """A `measure` that offers `rate` requests/s for `step_duration_s`, then waits `settle_s`.
+
+    The pause lets a server drain the queue an overloaded step left, so the next step
+    starts from idle; `usage`, when given, reads the server's cpu and memory after each step.
+    """
+
+    def measure(rate: float) -> StepMeasurement:
+        result = run_open_loop(request, Schedule.constant(rate, step_duration_s), workers=workers)
+        cpu, memory = usage() if usage else (None, None)
+        if settle_s:
+            time.sleep(settle_s)
+        return StepMeasurement(result, cpu_used=cpu, memory_used_gb=memory)
+
+    return measure
