@@ -6,6 +6,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any
 
+from deployflow.platform.batch import BatchJobSpec, BatchJobState
 from deployflow.platform.errors import PlatformError
 from deployflow.platform.specs import (
     DeploymentSpec,
@@ -96,6 +97,19 @@ class MLPlatform(ABC):
     def scoring_headers(self, endpoint: str) -> dict[str, str]:
         """Headers that authorise a request to the scoring URI (for the load generator).
         They hold a secret: never log or return them through XCom."""
+
+    # batch scoring
+    def submit_batch_job(self, spec: BatchJobSpec, *, storage_connection_string: str | None = None) -> BatchJobState:
+        """Submit a batch-scoring job; returns at once with its id. ``storage_connection_string``
+        (a secret, resolved by the caller from ``spec.input.storage_conn_id``) lets a platform that
+        reads blobs itself reach the storage account; Azure ML reads through its datastores."""
+        raise PlatformError(f"the {self.kind} platform does not run batch jobs yet")
+
+    def get_batch_job(self, job_id: str) -> BatchJobState:
+        raise PlatformError(f"the {self.kind} platform does not run batch jobs yet")
+
+    def cancel_batch_job(self, job_id: str) -> BatchJobState:
+        raise PlatformError(f"the {self.kind} platform does not run batch jobs yet")
 
     def wait_for_deployment(
         self, endpoint: str, name: str, *, timeout_s: float = 1800, poll_s: float = 2.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 # Azure ML's naming rules, shared by both backends so a name that works locally works in Azure.
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$")
@@ -26,7 +26,12 @@ FAILURE_STATES = frozenset({FAILED, CANCELED})
 
 
 class _Spec:
-    """to_dict/from_dict for nested frozen dataclasses (JSON-safe, for XCom and triggers)."""
+    """to_dict/from_dict for nested frozen dataclasses (JSON-safe, for XCom and triggers).
+
+    ``_nested`` names the fields that hold another spec, so from_dict can rebuild them.
+    """
+
+    _nested: ClassVar[dict[str, type[_Spec]]] = {}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
@@ -38,7 +43,7 @@ class _Spec:
             if f.name not in data:
                 continue
             value = data[f.name]
-            nested = _NESTED.get((cls.__name__, f.name))
+            nested = cls._nested.get(f.name)
             kwargs[f.name] = nested.from_dict(value) if nested and isinstance(value, dict) else value
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         if unknown:
@@ -149,6 +154,14 @@ class DeploymentSpec(_Spec):
     readiness_probe: ProbeSettings = field(default_factory=ProbeSettings)
     environment_variables: dict[str, str] = field(default_factory=dict)
 
+    _nested: ClassVar[dict[str, type[_Spec]]] = {
+        "model": ModelRef,
+        "resources": Resources,
+        "request_settings": RequestSettings,
+        "liveness_probe": ProbeSettings,
+        "readiness_probe": ProbeSettings,
+    }
+
     def __post_init__(self) -> None:
         if not DEPLOYMENT_NAME.match(self.name):
             raise ValueError(
@@ -182,6 +195,8 @@ class DeploymentState(_Spec):
     error: str | None = None
     enforcement: str | None = None
 
+    _nested: ClassVar[dict[str, type[_Spec]]] = {"resources": Resources}
+
     @property
     def done(self) -> bool:
         return self.provisioning_state in TERMINAL_STATES
@@ -213,13 +228,3 @@ class InvokeResult(_Spec):
     @property
     def ok(self) -> bool:
         return 200 <= self.status_code < 300
-
-
-_NESTED: dict[tuple[str, str], type[_Spec]] = {
-    ("DeploymentSpec", "model"): ModelRef,
-    ("DeploymentSpec", "resources"): Resources,
-    ("DeploymentSpec", "request_settings"): RequestSettings,
-    ("DeploymentSpec", "liveness_probe"): ProbeSettings,
-    ("DeploymentSpec", "readiness_probe"): ProbeSettings,
-    ("DeploymentState", "resources"): Resources,
-}
