@@ -18,10 +18,12 @@ from typing import Any, TypeVar
 import httpx
 from azure.ai.ml import MLClient
 from azure.ai.ml.constants import AssetTypes
-from azure.ai.ml.entities import KubernetesOnlineEndpoint, Model, OnlineEndpoint
+from azure.ai.ml.entities import Job, KubernetesOnlineEndpoint, Model, OnlineEndpoint
 from azure.core.credentials import TokenCredential
 
+from deployflow.azureml.batch import batch_job_state, build_batch_job, check_package
 from deployflow.azureml.calls import RetryPolicy, call_sdk, wait_for
+from deployflow.azureml.cluster import ensure_compute_cluster
 from deployflow.azureml.conda import conda_environment_from_file
 from deployflow.azureml.entities import (
     build_deployment,
@@ -36,6 +38,7 @@ from deployflow.azureml.entities import (
 from deployflow.azureml.traffic import check_traffic
 from deployflow.packages import MODEL_DIR, REQUIREMENTS
 from deployflow.platform.base import MLPlatform
+from deployflow.platform.batch import BatchJobSpec, BatchJobState
 from deployflow.platform.errors import PlatformError, PlatformNotFoundError
 from deployflow.platform.specs import (
     DEPLOYMENT_HEADER,
@@ -56,6 +59,11 @@ _CHECK_ENDPOINT = "the endpoint name, the identity's role on the workspace, and 
 _CHECK_DEPLOYMENT = (
     "the deployment name, the instance type or resources against the compute's quota and instance types, "
     "and the identity's role on the workspace"
+)
+_CHECK_JOB = "the job id, and the identity's role on the workspace"
+_CHECK_SUBMIT = (
+    "the compute cluster's name and state, the model name and version, the datastore in the URIs, "
+    "and that the identity may submit jobs and write to the workspace's datastore"
 )
 
 
@@ -265,6 +273,59 @@ class AzureMLPlatform(MLPlatform):
             )
         )
 
+    # batch scoring
+    def submit_batch_job(self, spec: BatchJobSpec, *, storage_connection_string: str | None = None) -> BatchJobState:
+        # Azure ML reads blobs through its datastores and URIs: a connection string is not needed
+        package = check_package(spec)
+        try:
+            conda = conda_environment_from_file(package / REQUIREMENTS)
+        except ValueError as e:
+            raise PlatformError(f"batch job {spec.name}: {e}") from e
+        job = build_batch_job(spec, package_path=package, conda=conda)
+        submitted = self._call(
+            lambda: self.ml_client.jobs.create_or_update(job, experiment_name=spec.name),
+            what=f"submit batch job {spec.name} of model {spec.model} on {spec.compute}",
+            check=_CHECK_SUBMIT,
+        )
+        state = batch_job_state(submitted, output_uri=spec.output_uri)
+        log.info("batch job %s submitted as %s (%s)", spec.name, state.job_id, state.status)
+        return state
+
+    def get_batch_job(self, job_id: str) -> BatchJobState:
+        return batch_job_state(self._get_job(job_id))
+
+    def cancel_batch_job(self, job_id: str) -> BatchJobState:
+        state = batch_job_state(self._get_job(job_id))
+        if state.done:
+            return state
+        self._call(
+            lambda: self.ml_client.jobs.begin_cancel(name=job_id), what=f"cancel batch job {job_id}", check=_CHECK_JOB
+        )
+        log.info("cancellation of batch job %s requested", job_id)
+        return self.get_batch_job(job_id)
+
+    def ensure_batch_cluster(
+        self,
+        name: str,
+        *,
+        size: str,
+        max_instances: int,
+        min_instances: int = 0,
+        idle_time_before_scale_down: int = 120,
+        timeout_s: float = 900,
+    ) -> bool:
+        """Create the AmlCompute cluster batch jobs run on, unless it exists; True when created."""
+        return ensure_compute_cluster(
+            self.ml_client,
+            name,
+            size=size,
+            max_instances=max_instances,
+            min_instances=min_instances,
+            idle_time_before_scale_down=idle_time_before_scale_down,
+            timeout_s=timeout_s,
+            retry=self.retry,
+        )
+
     # data plane
     def scoring_headers(self, endpoint: str) -> dict[str, str]:
         key = self.get_keys(endpoint).primary_key
@@ -315,6 +376,11 @@ class AzureMLPlatform(MLPlatform):
         )
 
     # helpers
+    def _get_job(self, job_id: str) -> Job:
+        return self._call(
+            lambda: self.ml_client.jobs.get(name=job_id), what=f"get batch job {job_id}", check=_CHECK_JOB
+        )
+
     def _get_endpoint_entity(self, name: str) -> OnlineEndpoint:
         return self._call(
             lambda: self.ml_client.online_endpoints.get(name=name),

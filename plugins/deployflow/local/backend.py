@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import httpx
@@ -196,7 +196,15 @@ def _deployment_state(document: dict[str, Any]) -> DeploymentState:
         resources=Resources(cpu=resources["cpu"], memory_gb=resources["memory_gb"]),
         error=document["error"],
         enforcement=document["enforcement"],
+        cpu_seconds=_total(i.get("cpu_seconds") for i in document["instances"]),
+        memory_gb=_total([i.get("memory_mb") for i in document["instances"]], scale=1 / 1024),
     )
+
+
+def _total(values: Iterable[float | None], scale: float = 1.0) -> float | None:
+    """The sum of what was reported, or None when no instance reported anything."""
+    known = [v for v in values if v is not None]
+    return round(sum(known) * scale, 3) if known else None
 
 
 def _deployment_body(spec: DeploymentSpec) -> dict[str, Any]:

@@ -194,6 +194,9 @@ class DeploymentState(_Spec):
     resources: Resources | None = None
     error: str | None = None
     enforcement: str | None = None
+    #: cpu time and resident memory summed over the instances, where the platform reports them
+    cpu_seconds: float | None = None
+    memory_gb: float | None = None
 
     _nested: ClassVar[dict[str, type[_Spec]]] = {"resources": Resources}
 

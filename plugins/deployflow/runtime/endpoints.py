@@ -9,6 +9,8 @@ import random
 import secrets
 from typing import Any
 
+import psutil
+
 from deployflow.runtime.errors import Invalid
 from deployflow.runtime.replicas import Replica, ReplicaState
 from deployflow.runtime.schemas import (
@@ -21,6 +23,26 @@ from deployflow.runtime.schemas import (
 )
 
 ROUTABLE = (ProvisioningState.SUCCEEDED, ProvisioningState.UPDATING, ProvisioningState.CREATING)
+
+
+def process_usage(pid: int | None) -> dict[str, float | None]:
+    """CPU seconds and resident memory of a replica's process tree (its server and workers)."""
+    if pid is None:
+        return {}
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return {}
+    cpu = memory = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            cpu += times.user + times.system + times.children_user + times.children_system
+            memory += process.memory_info().rss
+        except psutil.Error:
+            continue  # a worker that just exited
+    return {"cpu_seconds": round(cpu, 3), "memory_mb": round(memory / 2**20, 1)}
 
 
 def new_key() -> str:
@@ -89,7 +111,7 @@ class DeploymentRuntime:
 
     def view(self) -> Deployment:
         instances = [
-            InstanceStatus(index=i, state=r.state.value, restarts=r.restarts, pid=r.pid)
+            InstanceStatus(index=i, state=r.state.value, restarts=r.restarts, pid=r.pid, **process_usage(r.pid))
             for i, r in enumerate(self.replicas)
         ]
         return Deployment(

@@ -76,6 +76,8 @@ class InstanceStatus(Strict):
     state: str
     restarts: int
     pid: int | None
+    cpu_seconds: float | None = Field(default=None, description="cpu time used by the instance's processes")
+    memory_mb: float | None = Field(default=None, description="resident memory of the instance's processes")
 
 
 class Deployment(DeploymentSpec):

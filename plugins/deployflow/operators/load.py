@@ -1,0 +1,254 @@
+"""Operators for the load stages: a stress test against an SLO, and resource profiling."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import Context
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from deployflow.loadtest import SLO, RequestSpec, Schedule, evaluate_slo, run_open_loop
+from deployflow.operators.base import MLPlatformOperator
+from deployflow.packages import ModelPackage
+from deployflow.platform.errors import PlatformError
+from deployflow.platform.specs import DEPLOYMENT_HEADER, ModelRef
+from deployflow.reports import report_path, write_atomically, write_json
+
+DEFAULTS_FILE = Path(__file__).resolve().parents[3] / "include" / "profiling" / "defaults.json"
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    """A templated dict arrives as a dict (native rendering) or as JSON text."""
+    return value if isinstance(value, dict) else json.loads(value)
+
+
+def _slo(value: Any) -> SLO:
+    data = _as_dict(value)
+    try:
+        return SLO(**data)
+    except TypeError as e:
+        raise AirflowFailException(f"SLO {data} has an unknown field: {e}") from e
+
+
+class StressTestOperator(MLPlatformOperator):
+    """Drive open-loop load at the endpoint (or one deployment) and judge it against an SLO.
+
+    ``rate`` requests/s for ``duration_s``, or a ``ramp`` ({start, end, duration_s, steps});
+    latency counts from each request's intended send time. The full result goes to a JSON
+    file whose path, with a summary, is returned through XCom. A breached SLO fails the task
+    unless ``fail_on_breach`` is False.
+    """
+
+    template_fields: Sequence[str] = (
+        *MLPlatformOperator.template_fields,
+        "endpoint_name",
+        "deployment_name",
+        "package_path",
+        "rate",
+        "duration_s",
+        "ramp",
+        "slo",
+        "report_dir",
+    )
+    template_fields_renderers = {"slo": "json", "ramp": "json"}
+    ui_color = "#fde2e2"
+
+    def __init__(
+        self,
+        *,
+        endpoint_name: str,
+        package_path: str,
+        deployment_name: str | None = None,
+        rate: float | str | None = 50,
+        duration_s: float | str = 30,
+        ramp: dict[str, Any] | None = None,
+        slo: dict[str, Any] | None = None,
+        workers: int = 1,
+        fail_on_breach: bool = True,
+        report_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.endpoint_name = endpoint_name
+        self.deployment_name = deployment_name
+        self.package_path = package_path
+        self.rate = rate
+        self.duration_s = duration_s
+        self.ramp = ramp
+        self.slo = slo or {"latency_ms": 100, "percentile": 99, "max_error_percent": 1.0}
+        self.workers = workers
+        self.fail_on_breach = fail_on_breach
+        self.report_dir = report_dir
+
+    def _schedule(self) -> Schedule:
+        if self.ramp:
+            ramp = _as_dict(self.ramp)
+            return Schedule.ramp(
+                float(ramp["start"]), float(ramp["end"]), float(ramp["duration_s"]), int(ramp.get("steps", 10))
+            )
+        return Schedule.constant(float(self.rate), float(self.duration_s))
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        slo, schedule = _slo(self.slo), self._schedule()
+        body = json.dumps(ModelPackage.load(self.package_path).sample_request()).encode()
+        endpoint = self.platform.get_endpoint(self.endpoint_name)
+        headers = {**self.platform.scoring_headers(self.endpoint_name), "Content-Type": "application/json"}
+        if self.deployment_name:
+            headers[DEPLOYMENT_HEADER] = self.deployment_name
+        target = f"{self.endpoint_name}/{self.deployment_name}" if self.deployment_name else self.endpoint_name
+        self.log.info("stress test of %s: %s, SLO p%g <= %g ms", target, schedule, slo.percentile, slo.latency_ms)
+        result = run_open_loop(
+            RequestSpec(endpoint.scoring_uri, body=body, headers=headers), schedule, workers=self.workers
+        )
+        verdict = evaluate_slo(slo, result)
+        latency = result.latency.percentiles()
+        summary = {
+            "target": target,
+            "passed": verdict.passed,
+            "reasons": list(verdict.reasons),
+            "requested_rate": round(result.requested_rate, 1),
+            "achieved_rate": round(result.achieved_rate, 1),
+            "success_rate": round(result.success_rate, 5),
+            "p50_ms": latency.p50,
+            "p95_ms": latency.p95,
+            "p99_ms": latency.p99,
+        }
+        run = context["dag_run"].run_id
+        path = report_path(self.report_dir, context["dag"].dag_id, run, self.task_id, suffix=".json")
+        write_json(path, {"summary": summary, "slo": verdict.to_dict(), "result": result.to_dict()})
+        summary["report_path"] = str(path)
+        self.log.info(
+            "stress test of %s %s: %.1f of %.1f requests/s, p99 %.1f ms, success %.3f%% (report %s)",
+            target,
+            "PASSED" if verdict.passed else "FAILED",
+            result.achieved_rate,
+            result.requested_rate,
+            latency.p99 or 0.0,
+            100 * result.success_rate,
+            path,
+        )
+        for note in result.notes():
+            self.log.warning("%s", note)
+        if not verdict.passed and self.fail_on_breach:
+            raise AirflowException(f"stress test of {target} breached its SLO: " + "; ".join(verdict.reasons))
+        return summary
+
+
+class ProfileOperator(MLPlatformOperator):
+    """Find the cheapest resource configuration that serves ``target_rate`` within the SLO.
+
+    Each candidate is deployed to the test endpoint, searched for its highest sustainable
+    rate, and deleted again (also when the task fails or is killed). Writes the JSON report
+    (the fields of Azure ML v1 ``Model.profile`` plus cost) and an HTML chart; returns the
+    recommendation and both paths.
+    """
+
+    template_fields: Sequence[str] = (
+        *MLPlatformOperator.template_fields,
+        "endpoint_name",
+        "model",
+        "package_path",
+        "candidates",
+        "slo",
+        "target_rate",
+        "headroom",
+        "prices",
+        "report_dir",
+    )
+    template_fields_renderers = {"candidates": "json", "slo": "json", "prices": "json"}
+    ui_color = "#e6dcf5"
+
+    def __init__(
+        self,
+        *,
+        endpoint_name: str,
+        model: str,
+        package_path: str,
+        candidates: list[dict[str, Any]] | str | None = None,
+        slo: dict[str, Any] | str | None = None,
+        target_rate: float | str | None = None,
+        headroom: float | str | None = None,
+        prices: dict[str, Any] | str | None = None,
+        settings: dict[str, Any] | None = None,
+        report_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.endpoint_name = endpoint_name
+        self.model = model
+        self.package_path = package_path
+        self.candidates = candidates
+        self.slo = slo
+        self.target_rate = target_rate
+        self.headroom = headroom
+        self.prices = prices
+        self.settings = settings or {}
+        self.report_dir = report_dir
+        self._created: list[str] = []
+
+    @cached_property
+    def defaults(self) -> dict[str, Any]:
+        return json.loads(DEFAULTS_FILE.read_text())
+
+    def _value(self, name: str) -> Any:
+        value = getattr(self, name)
+        if value in (None, ""):
+            return self.defaults[name]
+        return json.loads(value) if isinstance(value, str) and name in ("candidates", "slo", "prices") else value
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from deployflow.profiling import Candidate, PriceTable, render_html
+        from deployflow.profiling.runner import ProfileSettings, load_request_body, run_profile
+
+        try:
+            candidates = [Candidate.from_dict(c) for c in self._value("candidates")]
+            prices = PriceTable.from_dict(self._value("prices"))
+            settings = ProfileSettings(**self.settings)
+            slo, target, headroom = (
+                _slo(self._value("slo")),
+                float(self._value("target_rate")),
+                float(self._value("headroom")),
+            )
+        except (ValueError, TypeError) as e:
+            raise AirflowFailException(f"profile inputs: {e}") from e
+        body = load_request_body(ModelPackage.load(self.package_path).sample_request())
+        try:
+            run = run_profile(
+                self.platform,
+                endpoint=self.endpoint_name,
+                model=ModelRef.parse(self.model),
+                package_path=self.package_path,
+                request_body=body,
+                candidates=candidates,
+                slo=slo,
+                target_rate=target,
+                prices=prices,
+                headroom=headroom,
+                settings=settings,
+                on_created=self._created.append,
+            )
+        except PlatformError as e:
+            raise AirflowException(f"profile on {self.endpoint_name} failed: {e}") from e
+        base = report_path(
+            self.report_dir, context["dag"].dag_id, context["dag_run"].run_id, self.task_id, suffix=".json"
+        )
+        write_json(base, run.report)
+        chart = write_atomically(base.with_suffix(".html"), render_html(run.report))
+        chosen = run.report["recommendation"]
+        self.log.info("profile report %s, chart %s; %s", base, chart, run.report["reason"])
+        if chosen is None:
+            raise AirflowException(f"no candidate met the SLO: {run.report['reason']} (report {base})")
+        return {**chosen, "report_path": str(base), "chart_path": str(chart), "loadSteps": run.report["loadSteps"],
+                "wallTimeSeconds": run.report["wallTimeSeconds"]}  # fmt: skip
+
+    def on_kill(self) -> None:
+        """A killed profile deletes the deployments it created."""
+        for name in self._created:
+            try:
+                self.platform.delete_deployment(self.endpoint_name, name)
+            except PlatformError as e:
+                self.log.warning("could not delete profiling deployment %s/%s: %s", self.endpoint_name, name, e)
