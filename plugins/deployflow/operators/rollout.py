@@ -1,0 +1,352 @@
+"""The controlled rollout: a new deployment behind the same endpoint, step by step, with gates.
+
+The endpoint's URL and keys never change; only its ``traffic`` and ``mirror_traffic`` move.
+The operator reads the endpoint's actual traffic before every decision, so a retried task
+resumes where the endpoint really is, and it rolls back on its own when a gate fails.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+from airflow.sdk import Context
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from deployflow.operators.base import MLPlatformOperator
+from deployflow.packages import ModelPackage
+from deployflow.platform.base import MLPlatform
+from deployflow.platform.errors import PlatformError, PlatformNotFoundError
+from deployflow.platform.specs import (
+    DeploymentSpec,
+    EndpointSpec,
+    ModelRef,
+    RequestSettings,
+    Resources,
+)
+from deployflow.rollout import (
+    ApprovalStep,
+    AskApproval,
+    Finish,
+    Observe,
+    RollBack,
+    RolloutPlan,
+    RolloutPlanError,
+    RolloutState,
+    RolloutStateError,
+    SetTraffic,
+    evaluate_gate,
+    load_plan,
+    next_action,
+)
+from deployflow.rollout.probe import Probe, request_body
+from deployflow.smoke import compare_responses
+
+AWAITING_APPROVAL = "awaiting_approval"
+COMPLETED = "completed"
+FIRST_RELEASE = "first_release"
+ROLLED_BACK = "rolled_back"
+
+
+def current_deployment(traffic: dict[str, int], new: str) -> str | None:
+    """The deployment serving the endpoint now: the one, other than ``new``, with the largest share."""
+    others = {name: share for name, share in traffic.items() if name != new and share > 0}
+    return max(others, key=lambda name: others[name]) if others else None
+
+
+def roll_back(platform: MLPlatform, endpoint: str, new: str, old: str, log: Any) -> None:
+    """All traffic to ``old``, no mirror, and the new deployment removed."""
+    log.info("endpoint %s: traffic {%s: 100}, mirror {} (rolling back from %s)", endpoint, old, new)
+    platform.set_traffic(endpoint, traffic={old: 100}, mirror_traffic={})
+    if platform.delete_deployment(endpoint, new):
+        log.info("endpoint %s: deleted deployment %s", endpoint, new)
+
+
+class RolloutOperator(MLPlatformOperator):
+    """Promote a model to a live endpoint by a controlled rollout.
+
+    Creates ``deployment_name`` with the given (profiled) resources and no traffic, smoke-tests
+    it through the ``azureml-model-deployment`` header, then follows the plan (default:
+    include/rollout/default_plan.json; ``plan`` overrides any key): mirror and traffic steps,
+    each judged by gates comparing the new deployment with the current one under probe load.
+    A failed gate rolls back (all traffic to the current deployment, the new one deleted) and
+    fails the task. At an approval step the task returns ``awaiting_approval`` so a
+    human-in-the-loop task can ask; run the operator again with ``approval_task_id`` to go on.
+    On an endpoint with no deployment yet (a first release) the new one takes all traffic
+    after its smoke test. Every traffic change is logged as one readable line.
+    """
+
+    template_fields: Sequence[str] = (
+        *MLPlatformOperator.template_fields,
+        "endpoint_name",
+        "deployment_name",
+        "model",
+        "package_path",
+        "compute",
+        "instance_resources",
+        "instance_count",
+        "worker_count",
+        "plan",
+        "approval",
+        "approval_task_id",
+        "probe_rate",
+    )
+    template_fields_renderers = {"instance_resources": "json", "plan": "json"}
+    ui_color = "#d6eaf8"
+
+    def __init__(
+        self,
+        *,
+        endpoint_name: str,
+        deployment_name: str,
+        model: str,
+        package_path: str,
+        compute: str | None = None,
+        instance_resources: dict[str, Any] | str | None = None,
+        instance_count: int | str = 1,
+        worker_count: int | str = 1,
+        plan: dict[str, Any] | str | None = None,
+        approval: bool | str = False,
+        approval_task_id: str | None = None,
+        probe_rate: float | str = 50.0,
+        deployment_timeout_s: float = 1800,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.endpoint_name = endpoint_name
+        self.deployment_name = deployment_name
+        self.model = model
+        self.package_path = package_path
+        self.compute = compute
+        self.instance_resources = instance_resources or {}
+        self.instance_count = instance_count
+        self.worker_count = worker_count
+        self.plan = plan
+        self.approval = approval
+        self.approval_task_id = approval_task_id
+        self.probe_rate = probe_rate
+        self.deployment_timeout_s = deployment_timeout_s
+
+    # ---- inputs ---------------------------------------------------------------------------
+
+    def _plan(self, kubernetes_endpoint: bool) -> RolloutPlan:
+        overrides = self.plan if isinstance(self.plan, dict) else json.loads(self.plan or "{}")
+        try:
+            plan = load_plan().override(overrides)
+        except RolloutPlanError as e:
+            raise AirflowFailException(str(e)) from e
+        if str(self.approval).lower() not in ("true", "1", "yes"):
+            plan = replace(plan, steps=tuple(s for s in plan.steps if not isinstance(s, ApprovalStep)))
+        if kubernetes_endpoint and self.platform.kind == "azureml" and plan != plan.without_mirror():
+            self.log.info(
+                "endpoint %s is on Kubernetes, where Azure ML cannot mirror: mirror steps dropped", self.endpoint_name
+            )
+            plan = plan.without_mirror()
+        return plan
+
+    def _spec(self) -> DeploymentSpec:
+        resources = self.instance_resources
+        resources = resources if isinstance(resources, dict) else json.loads(resources)
+        known = {"cpu", "memory_gb", "gpu", "instance_type"}
+        return DeploymentSpec(
+            endpoint=self.endpoint_name,
+            name=self.deployment_name,
+            model=ModelRef.parse(self.model),
+            package_path=self.package_path,
+            resources=Resources.from_dict({k: v for k, v in resources.items() if k in known}),
+            instance_count=int(self.instance_count),
+            worker_count=int(self.worker_count),
+            request_settings=RequestSettings(max_concurrent_requests_per_instance=int(self.worker_count)),
+        )
+
+    # ---- the rollout ----------------------------------------------------------------------
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        platform, endpoint, new = self.platform, self.endpoint_name, self.deployment_name
+        try:
+            state_now = platform.get_endpoint(endpoint)
+        except PlatformNotFoundError:
+            self.log.info("endpoint %s does not exist: creating it (first release)", endpoint)
+            state_now = platform.create_or_update_endpoint(EndpointSpec(name=endpoint, compute=self.compute or None))
+        old = current_deployment(state_now.traffic, new)
+        package = ModelPackage.load(self.package_path)
+        self._ensure_new_deployment(platform)
+        self._smoke_test(platform, package)
+        self._warm_up(platform, package)
+        summary: dict[str, Any] = {
+            "endpoint_name": endpoint,
+            "scoring_uri": state_now.scoring_uri,
+            "new": new,
+            "old": old,
+            "model": self.model,
+        }
+        if old is None:
+            self.log.info("endpoint %s: traffic {%s: 100} (first release: nothing to compare with)", endpoint, new)
+            platform.set_traffic(endpoint, traffic={new: 100}, mirror_traffic={})
+            return {**summary, "status": FIRST_RELEASE, "decisions": []}
+        plan = self._plan(kubernetes_endpoint=bool(state_now.compute))
+        probe = Probe(platform, endpoint, request_body(package.sample_request()), rate=float(self.probe_rate))
+        return self._run_plan(context, RolloutState(plan), probe, summary)
+
+    def _run_plan(self, context: Context, state: RolloutState, probe: Probe, summary: dict[str, Any]) -> dict[str, Any]:
+        platform, endpoint, new, old = self.platform, self.endpoint_name, self.deployment_name, summary["old"]
+        approval = self._approval_answer(context)
+        while True:
+            observed = platform.get_endpoint(endpoint)
+            try:
+                action = next_action(state, observed.traffic, observed.mirror_traffic, new, old, endpoint=endpoint)
+            except RolloutStateError as e:
+                raise AirflowFailException(f"rollout stopped, endpoint left as it is: {e}") from e
+            self.log.info("%s", action.line)
+            if isinstance(action, SetTraffic):
+                platform.set_traffic(endpoint, traffic=action.traffic, mirror_traffic=action.mirror)
+            elif isinstance(action, Observe):
+                candidate, baseline = probe.measure(action.window_s, new, old)
+                result = evaluate_gate(state.plan.gates, candidate, baseline)
+                state = state.record_gate(action.step_index, result)
+                self.log.info(
+                    "gate of step %d: %s; %s", action.step_index + 1, result.verdict.value, "; ".join(result.reasons)
+                )
+            elif isinstance(action, AskApproval):
+                if approval is None:
+                    context["ti"].xcom_push(key="rollout_state", value=state.to_dict())
+                    return {
+                        **summary,
+                        "status": AWAITING_APPROVAL,
+                        "question": action.question,
+                        "decisions": _decisions(state),
+                    }
+                state = state.record_approval(action.step_index, approval, note=f"answered in {self.approval_task_id}")
+                approval = None  # one answer covers one approval step
+            elif isinstance(action, RollBack):
+                roll_back(platform, endpoint, new, old, self.log)
+                decisions = _decisions(state)
+                context["ti"].xcom_push(key="rollout", value={**summary, "status": ROLLED_BACK, "decisions": decisions})
+                raise AirflowException(f"rollout of {new} on {endpoint} rolled back: " + "; ".join(action.reasons))
+            elif isinstance(action, Finish):
+                return self._finish(context, action, {**summary, "status": COMPLETED, "decisions": _decisions(state)})
+
+    def _finish(self, context: Context, action: Finish, summary: dict[str, Any]) -> dict[str, Any]:
+        context["ti"].xcom_push(key="rollout", value=summary)
+        if action.delete_old_after_s > 0:
+            self.log.info(
+                "endpoint %s: deployment %s will be deleted in %g s",
+                self.endpoint_name,
+                action.old,
+                action.delete_old_after_s,
+            )
+            self.defer(
+                trigger=TimeDeltaTrigger(timedelta(seconds=action.delete_old_after_s), end_from_trigger=False),
+                method_name="delete_old",
+            )
+        return self.delete_old(context)
+
+    def delete_old(self, context: Context, event: Any = None) -> dict[str, Any]:
+        """After the delay: remove the deployment the rollout replaced, if it still has no traffic."""
+        summary = context["ti"].xcom_pull(task_ids=self.task_id, key="rollout")
+        endpoint, old = self.endpoint_name, summary["old"]
+        if self.platform.get_endpoint(endpoint).traffic.get(old):
+            self.log.warning("endpoint %s: %s takes traffic again; not deleting it", endpoint, old)
+            return summary
+        if self.platform.delete_deployment(endpoint, old):
+            self.log.info("endpoint %s: deleted the previous deployment %s", endpoint, old)
+        return summary
+
+    # ---- parts ----------------------------------------------------------------------------
+
+    def _approval_answer(self, context: Context) -> bool | None:
+        """The human-in-the-loop task's answer: True (Approve), False (anything else), None (not asked)."""
+        if not self.approval_task_id:
+            return None
+        answer = context["ti"].xcom_pull(task_ids=self.approval_task_id)
+        if not answer:
+            return None
+        chosen = answer.get("chosen_options") or []
+        return chosen == ["Approve"]
+
+    def _ensure_new_deployment(self, platform: MLPlatform) -> None:
+        spec = self._spec()
+        try:
+            existing = platform.get_deployment(spec.endpoint, spec.name)
+        except PlatformNotFoundError:
+            existing = None
+        if existing is not None and existing.provisioning_state == "Succeeded" and existing.model == str(spec.model):
+            self.log.info("deployment %s/%s already serves %s", spec.endpoint, spec.name, spec.model)
+            return
+        self.log.info(
+            "creating deployment %s/%s: model %s, %d instance(s) of %s, no traffic",
+            spec.endpoint,
+            spec.name,
+            spec.model,
+            spec.instance_count,
+            spec.resources.describe(),
+        )
+        try:
+            platform.begin_create_or_update_deployment(spec)
+            state = platform.wait_for_deployment(spec.endpoint, spec.name, timeout_s=self.deployment_timeout_s)
+        except (ValueError, PlatformError) as e:
+            raise AirflowException(f"deployment {spec.endpoint}/{spec.name} could not be created: {e}") from e
+        if state.failed:
+            platform.delete_deployment(spec.endpoint, spec.name)
+            raise AirflowException(f"deployment {spec.endpoint}/{spec.name} failed to provision: {state.error}")
+
+    def _warm_up(self, platform: MLPlatform, package: ModelPackage) -> None:
+        """A few pinned requests per worker before the first window, so cold starts are not judged."""
+        count = WARM_UP_REQUESTS_PER_WORKER * int(self.instance_count) * int(self.worker_count)
+        answered = sum(
+            platform.invoke(self.endpoint_name, package.sample_request(), deployment=self.deployment_name).ok
+            for _ in range(count)
+        )
+        self.log.info("warmed up %s with %d requests (%d answered 2xx)", self.deployment_name, count, answered)
+
+    def _smoke_test(self, platform: MLPlatform, package: ModelPackage) -> None:
+        result = platform.invoke(self.endpoint_name, package.sample_request(), deployment=self.deployment_name)
+        problems = [f"HTTP {result.status_code}"] if result.status_code != 200 else []
+        problems += compare_responses(package.sample_response(), result.body) if not problems else []
+        if problems:
+            platform.delete_deployment(self.endpoint_name, self.deployment_name)
+            raise AirflowException(
+                f"deployment {self.deployment_name} failed its smoke test and was removed before taking traffic: "
+                + "; ".join(problems[:10])
+            )
+        self.log.info(
+            "smoke test of %s/%s through the deployment header passed", self.endpoint_name, self.deployment_name
+        )
+
+
+WARM_UP_REQUESTS_PER_WORKER = 5
+
+
+def _decisions(state: RolloutState) -> list[dict[str, Any]]:
+    return [d.to_dict() for d in state.history]
+
+
+class RollBackRejectedRolloutOperator(MLPlatformOperator):
+    """Roll back a rollout a person rejected: all traffic to the old deployment, the new one removed.
+
+    Reads the rollout's summary (``rollout_task_id``) and the answer (``approval_task_id``); does
+    nothing when no one was asked or the answer was Approve.
+    """
+
+    template_fields: Sequence[str] = (*MLPlatformOperator.template_fields, "rollout_task_id", "approval_task_id")
+
+    def __init__(self, *, rollout_task_id: str, approval_task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rollout_task_id = rollout_task_id
+        self.approval_task_id = approval_task_id
+
+    def execute(self, context: Context) -> str:
+        answer = context["ti"].xcom_pull(task_ids=self.approval_task_id)
+        summary = context["ti"].xcom_pull(task_ids=self.rollout_task_id) or {}
+        if not answer or summary.get("status") != AWAITING_APPROVAL:
+            self.log.info("no approval was asked for; nothing to roll back")
+            return "nothing to do"
+        if (answer.get("chosen_options") or []) == ["Approve"]:
+            self.log.info("the rollout was approved; nothing to roll back")
+            return "approved"
+        roll_back(self.platform, summary["endpoint_name"], summary["new"], summary["old"], self.log)
+        return ROLLED_BACK

@@ -1,0 +1,297 @@
+"""Rollout gates: the new deployment's window of traffic judged against limits and the current one.
+
+Pure: counts and percentiles in, a verdict with one readable line per metric out. A verdict is
+pass, fail (roll back) or inconclusive (too little traffic, or a metric that was not measured).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
+from typing import Any
+
+
+class Verdict(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """What one deployment served during a step's window (or so far in it).
+
+    `requests` counts every request sent, failed ones included. 5xx covers the router's own
+    502/503 when a replica fails; 4xx are the caller's fault and are not errors unless the gate
+    says so. Latency percentiles are in ms, None when nothing was measured.
+    """
+
+    requests: int
+    errors_5xx: int = 0
+    timeouts: int = 0
+    errors_4xx: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    deployment: str | None = None
+
+    def __post_init__(self) -> None:
+        who = self.deployment or "window"
+        for name in ("requests", "errors_5xx", "timeouts", "errors_4xx"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{who}: {name} must be a whole number >= 0, got {value!r}")
+        if self.errors_5xx + self.timeouts + self.errors_4xx > self.requests:
+            raise ValueError(
+                f"{who}: {self.errors_5xx} 5xx + {self.timeouts} timeouts + {self.errors_4xx} 4xx "
+                f"are more than the {self.requests} requests sent; `requests` must count failed requests too"
+            )
+        for name in ("p50_ms", "p95_ms", "p99_ms"):
+            value = getattr(self, name)
+            if value is not None and not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{who}: {name} must be a finite number of ms >= 0, got {value!r}")
+
+    def errors(self, *, count_4xx: bool = False) -> int:
+        return self.errors_5xx + self.timeouts + (self.errors_4xx if count_4xx else 0)
+
+    def error_rate(self, *, count_4xx: bool = False) -> float | None:
+        """Errors per request sent, None when there were no requests."""
+        return self.errors(count_4xx=count_4xx) / self.requests if self.requests else None
+
+    def describe_errors(self, *, count_4xx: bool = False) -> str:
+        """'12 of 500 requests: 10 5xx, 2 timeouts' — which classes the errors were."""
+        classes = [(self.errors_5xx, "5xx"), (self.timeouts, "timeouts")]
+        if count_4xx:
+            classes.append((self.errors_4xx, "4xx"))
+        parts = [f"{n} {label}" for n, label in classes if n]
+        detail = f": {', '.join(parts)}" if parts else ""
+        return f"{self.errors(count_4xx=count_4xx)} of {self.requests} requests{detail}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WindowStats:
+        return cls(**_known_keys(cls, data, "window stats"))
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """The limits a step's window must hold; None switches a limit off.
+
+    Rates are fractions (0.01 is 1 %); `max_error_rate_increase` is in the same units over the
+    current deployment's rate. Ratios compare the new deployment's percentile with the current
+    one's. No verdict is given on fewer than `min_requests` requests to the new deployment.
+    """
+
+    max_error_rate: float | None = 0.01
+    max_error_rate_increase: float | None = None
+    max_p95_ms: float | None = None
+    max_p95_ratio: float | None = None
+    max_p99_ms: float | None = None
+    max_p99_ratio: float | None = None
+    min_requests: int = 50
+    count_4xx_as_errors: bool = False
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("max_error_rate", "max_error_rate_increase"):
+            value = getattr(self, name)
+            if value is not None and not (_is_number(value) and 0 <= value <= 1):
+                problems.append(f"{name} is a fraction from 0 to 1 (0.01 is 1 %), got {value!r}")
+        for name in ("max_p95_ms", "max_p99_ms"):
+            value = getattr(self, name)
+            if value is not None and not (_is_number(value) and value > 0):
+                problems.append(f"{name} must be a number of ms > 0, got {value!r}")
+        for name in ("max_p95_ratio", "max_p99_ratio"):
+            value = getattr(self, name)
+            if value is not None and not (_is_number(value) and value >= 1):
+                problems.append(
+                    f"{name} must be >= 1 (1.5 allows 50 % slower than the current deployment), got {value!r}"
+                )
+        if isinstance(self.min_requests, bool) or not isinstance(self.min_requests, int) or self.min_requests < 1:
+            problems.append(f"min_requests must be a whole number >= 1, got {self.min_requests!r}")
+        if problems:
+            raise ValueError("rollout gates: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GateSpec:
+        return cls(**_known_keys(cls, data, "rollout gates"))
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """A verdict and why: one line per metric naming the measured value and the limit."""
+
+    verdict: Verdict
+    reasons: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict is Verdict.PASS
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict.value, "reasons": list(self.reasons)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GateResult:
+        return cls(Verdict(data["verdict"]), tuple(data.get("reasons", ())))
+
+
+def evaluate_gate(spec: GateSpec, candidate: WindowStats, baseline: WindowStats | None) -> GateResult:
+    """Judge the new deployment's window; `baseline` is the current deployment's, None when there is none.
+
+    Any failed check fails the gate; else any check that cannot be judged makes it
+    inconclusive. Without a baseline the relative limits are skipped, and the reasons say so.
+    """
+    new = candidate.deployment or "new deployment"
+    if candidate.requests < spec.min_requests:
+        certain = early_failure(spec, candidate, expected_requests=spec.min_requests)
+        if certain is not None:
+            return certain
+        return GateResult(
+            Verdict.INCONCLUSIVE,
+            (f"{new}: only {candidate.requests} requests, fewer than the {spec.min_requests} needed for a verdict",),
+        )
+    checks = [*_error_checks(spec, candidate, baseline)]
+    for percentile in ("p95", "p99"):
+        checks.extend(_latency_checks(spec, percentile, candidate, baseline))
+    if baseline is None and _has_relative_limits(spec):
+        checks.append((Verdict.PASS, f"{new}: no current deployment to compare with, relative limits not checked"))
+    for verdict in (Verdict.FAIL, Verdict.INCONCLUSIVE):
+        lines = tuple(line for v, line in checks if v is verdict)
+        if lines:
+            return GateResult(verdict, lines)
+    return GateResult(Verdict.PASS, tuple(line for _, line in checks) or (f"{new}: no limits configured",))
+
+
+def early_failure(spec: GateSpec, so_far: WindowStats, *, expected_requests: int) -> GateResult | None:
+    """A FAIL before the window ends, when the errors so far break the error-rate limit even if
+    every remaining request succeeds; None while the window can still pass.
+
+    The rate is taken over the most requests the window can count: the expected total, the
+    requests so far, or `min_requests`, whichever is largest.
+    """
+    if spec.max_error_rate is None:
+        return None
+    errors = so_far.errors(count_4xx=spec.count_4xx_as_errors)
+    total = max(expected_requests, so_far.requests, spec.min_requests)
+    best_rate = errors / total
+    if not _above(best_rate, spec.max_error_rate):
+        return None
+    new = so_far.deployment or "new deployment"
+    remaining = total - so_far.requests
+    return GateResult(
+        Verdict.FAIL,
+        (
+            f"{new}: error rate cannot end within the limit of {_pct(spec.max_error_rate)}: "
+            f"{so_far.describe_errors(count_4xx=spec.count_4xx_as_errors)} so far; even if the "
+            f"{remaining} still to come of {total} succeed, the rate is {_pct(best_rate)}",
+        ),
+    )
+
+
+def _error_checks(spec: GateSpec, candidate: WindowStats, baseline: WindowStats | None) -> list[tuple[Verdict, str]]:
+    count_4xx = spec.count_4xx_as_errors
+    new = candidate.deployment or "new deployment"
+    rate = candidate.error_rate(count_4xx=count_4xx) or 0.0
+    measured = f"error rate {_pct(rate)} ({candidate.describe_errors(count_4xx=count_4xx)})"
+    checks = []
+    if spec.max_error_rate is not None:
+        over = _above(rate, spec.max_error_rate)
+        verb = "is above" if over else "is within"
+        checks.append(
+            (
+                Verdict.FAIL if over else Verdict.PASS,
+                f"{new}: {measured} {verb} the limit of {_pct(spec.max_error_rate)}",
+            )
+        )
+    if spec.max_error_rate_increase is not None and baseline is not None:
+        old = baseline.deployment or "current deployment"
+        if baseline.requests < spec.min_requests:
+            line = f"{new}: {old} served only {baseline.requests} requests, too few to compare error rates with"
+            checks.append((Verdict.INCONCLUSIVE, line))
+        else:
+            base_rate = baseline.error_rate(count_4xx=count_4xx) or 0.0
+            increase = rate - base_rate
+            over = _above(increase, spec.max_error_rate_increase)
+            verb = "more than" if over else "within"
+            line = (
+                f"{new}: error rate {_pct(rate)} is {_points(increase)} over {old}'s {_pct(base_rate)}, "
+                f"{verb} the allowed {_points(spec.max_error_rate_increase)}"
+            )
+            checks.append((Verdict.FAIL if over else Verdict.PASS, line))
+    return checks
+
+
+def _latency_checks(
+    spec: GateSpec, percentile: str, candidate: WindowStats, baseline: WindowStats | None
+) -> list[tuple[Verdict, str]]:
+    limit_ms = getattr(spec, f"max_{percentile}_ms")
+    limit_ratio = getattr(spec, f"max_{percentile}_ratio")
+    measured = getattr(candidate, f"{percentile}_ms")
+    new = candidate.deployment or "new deployment"
+    checks: list[tuple[Verdict, str]] = []
+    if limit_ms is None and (limit_ratio is None or baseline is None):
+        return checks
+    if measured is None:
+        return [(Verdict.INCONCLUSIVE, f"{new}: {percentile} latency was not measured")]
+    if limit_ms is not None:
+        over = _above(measured, limit_ms)
+        verb = "is above" if over else "is within"
+        line = f"{new}: {percentile} latency {_ms(measured)} {verb} the limit of {_ms(limit_ms)}"
+        checks.append((Verdict.FAIL if over else Verdict.PASS, line))
+    if limit_ratio is not None and baseline is not None:
+        old = baseline.deployment or "current deployment"
+        base = getattr(baseline, f"{percentile}_ms")
+        if baseline.requests < spec.min_requests or not base:
+            line = f"{new}: {old} has no {percentile} latency from {spec.min_requests}+ requests to compare with"
+            checks.append((Verdict.INCONCLUSIVE, line))
+        else:
+            ratio = measured / base
+            over = _above(ratio, limit_ratio)
+            verb = "above" if over else "within"
+            line = (
+                f"{new}: {percentile} latency {_ms(measured)} is {ratio:.2f}× {old}'s {_ms(base)}, "
+                f"{verb} the limit of {limit_ratio:g}×"
+            )
+            checks.append((Verdict.FAIL if over else Verdict.PASS, line))
+    return checks
+
+
+def _has_relative_limits(spec: GateSpec) -> bool:
+    return any(v is not None for v in (spec.max_error_rate_increase, spec.max_p95_ratio, spec.max_p99_ratio))
+
+
+def _known_keys(cls: type, data: Mapping[str, Any], what: str) -> dict[str, Any]:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{what}: unknown key(s) {', '.join(unknown)}; known keys are {', '.join(sorted(known))}")
+    return dict(data)
+
+
+def _above(value: float, limit: float) -> bool:
+    """value > limit, ignoring float noise: 25/1000 - 180/9000 is exactly the allowed +0.005."""
+    return value > limit + 1e-9 * max(1.0, abs(limit))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _pct(rate: float) -> str:
+    return f"{rate * 100:.2f} %"
+
+
+def _points(delta: float) -> str:
+    return f"{delta * 100:+.2f} points"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f} ms"

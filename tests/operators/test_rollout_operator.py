@@ -1,0 +1,149 @@
+"""Controlled rollouts on a real local runtime under steady load, with dag.test()."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from airflow.sdk import DAG
+
+from deployflow.loadtest import LoadResult, RequestSpec, Schedule, run_open_loop
+from deployflow.local.client import LocalRuntimeClient
+from deployflow.operators.rollout import RolloutOperator
+from tests.airflow_support import local_connection, run_dag, task_states, xcom
+from tests.runtime.support import SAMPLE_MODEL, RuntimeProcess, deploy
+
+pytestmark = pytest.mark.slow
+QUICK_PLAN = {
+    "steps": ["mirror 20% 3s", "traffic 10% 3s", "traffic 50% 3s", "traffic 100%"],
+    "gates": {"min_requests": 20, "max_p99_ratio": 3.0},  # a tenth of the windows of the default plan: noisier
+    "old_deployment_delete_after_s": 1,
+}
+BAD_SCORE = {
+    # Every third answer after the first few fails: the smoke test passes, real traffic would not.
+    "errors": "\n_calls = 0\n_run = run\n\ndef run(raw_data):\n    global _calls\n    _calls += 1\n"
+    '    if _calls > 3 and _calls % 3 == 0:\n        raise RuntimeError("model fails on this input")\n'
+    "    return _run(raw_data)\n",
+    "slow": "\nimport time as _time\n_run = run\n\ndef run(raw_data):\n"
+    "    _time.sleep(0.05)\n    return _run(raw_data)\n",
+}
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
+    runtime = RuntimeProcess(tmp_path_factory.mktemp("rollout") / "data")
+    runtime.start()
+    try:
+        with local_connection(runtime):
+            yield runtime
+    finally:
+        runtime.stop()
+
+
+@pytest.fixture
+def client(runtime: RuntimeProcess) -> Iterator[LocalRuntimeClient]:
+    with runtime.client() as client:
+        client.register_model("diabetes", SAMPLE_MODEL)
+        yield client
+
+
+def serving_endpoint(client: LocalRuntimeClient, name: str) -> dict:
+    client.put_endpoint(name, compute="production")
+    deploy(client, name, "blue")
+    return client.set_traffic(name, {"blue": 100})
+
+
+class SteadyLoad:
+    """Live traffic through the endpoint (no pin) while the rollout runs; its result when stopped."""
+
+    def __init__(self, client: LocalRuntimeClient, endpoint: dict, rate: float, seconds: float) -> None:
+        key = client.keys(endpoint["name"])["primary_key"]
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        request = RequestSpec(endpoint["scoring_uri"], body=(SAMPLE_MODEL / "sample-request.json").read_bytes(),
+                              headers=headers)  # fmt: skip
+        self.result: LoadResult | None = None
+        self._thread = threading.Thread(
+            target=lambda: setattr(self, "result", run_open_loop(request, Schedule.constant(rate, seconds)))
+        )
+        self._thread.start()
+
+    def wait(self) -> LoadResult:
+        self._thread.join()
+        assert self.result is not None
+        return self.result
+
+
+def rollout_dag(endpoint: str, model: str, package: Path) -> DAG:
+    with DAG(f"rollout_{endpoint}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+        RolloutOperator(
+            task_id="promote",
+            endpoint_name=endpoint,
+            deployment_name="green",
+            model=model,
+            package_path=str(package),
+            instance_resources={"cpu": 0.5, "memory_gb": 1.0},
+            instance_count=2,
+            plan=QUICK_PLAN,
+            probe_rate=30,
+        )
+    return dag
+
+
+def test_a_good_model_rolls_out_under_load_with_no_failed_request(client: LocalRuntimeClient) -> None:
+    endpoint = serving_endpoint(client, "ro-good")
+    load = SteadyLoad(client, endpoint, rate=40, seconds=25)
+
+    dag_run = run_dag(rollout_dag("ro-good", "diabetes:1", SAMPLE_MODEL), retries=0)
+    live = load.wait()
+
+    assert task_states(dag_run) == {"promote": "success"}
+    summary = xcom(dag_run, "promote")
+    assert summary["status"] == "completed"
+    assert [d["outcome"] for d in summary["decisions"]] == ["pass", "pass", "pass"]
+    after = client.get_endpoint("ro-good")
+    assert after["traffic"] == {"green": 100} and after["mirror_traffic"] == {}
+    assert after["scoring_uri"] == endpoint["scoring_uri"]
+    assert [d["name"] for d in client.list_deployments("ro-good")] == ["green"]
+    assert live.ok == live.scheduled == 1000, live.errors  # every live request answered, none failed
+
+
+@pytest.mark.parametrize("fault", ["errors", "slow"])
+def test_a_bad_model_is_rolled_back_on_its_own_and_live_traffic_never_fails(
+    client: LocalRuntimeClient, tmp_path: Path, fault: str
+) -> None:
+    bad = shutil.copytree(SAMPLE_MODEL, tmp_path / f"diabetes-{fault}")
+    (bad / "score.py").write_text((bad / "score.py").read_text() + BAD_SCORE[fault])
+    model = client.register_model(f"diabetes-{fault}", bad)
+    name = f"ro-{fault}"
+    endpoint = serving_endpoint(client, name)
+    load = SteadyLoad(client, endpoint, rate=40, seconds=12)
+
+    dag_run = run_dag(rollout_dag(name, f"{model['name']}:{model['version']}", bad), retries=0)
+    live = load.wait()
+
+    assert task_states(dag_run) == {"promote": "failed"}
+    summary = xcom(dag_run, "promote", key="rollout")
+    assert summary["status"] == "rolled_back"
+    assert summary["decisions"][-1]["outcome"] == "fail"
+    assert summary["decisions"][-1]["step_index"] == 0  # caught while only mirrored
+    after = client.get_endpoint(name)
+    assert after["traffic"] == {"blue": 100} and after["mirror_traffic"] == {}
+    assert [d["name"] for d in client.list_deployments(name)] == ["blue"]
+    assert live.ok == live.scheduled, live.errors  # mirrored copies failed, no live request did
+
+
+def test_a_retried_rollout_resumes_from_the_traffic_it_finds(client: LocalRuntimeClient) -> None:
+    serving_endpoint(client, "ro-resume")
+    deploy(client, "ro-resume", "green", instance_count=2, resources={"cpu": 0.5, "memory_gb": 1.0})
+    client.set_traffic("ro-resume", {"blue": 90, "green": 10})  # where an earlier try stopped
+
+    dag_run = run_dag(rollout_dag("ro-resume", "diabetes:1", SAMPLE_MODEL), retries=0)
+
+    assert task_states(dag_run) == {"promote": "success"}
+    decisions = xcom(dag_run, "promote")["decisions"]
+    assert [d["step_index"] for d in decisions] == [1, 2]  # the mirror step is behind it: not redone
+    assert client.get_endpoint("ro-resume")["traffic"] == {"green": 100}
