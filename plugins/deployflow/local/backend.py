@@ -11,6 +11,7 @@ import httpx
 
 from deployflow.local.client import LocalRuntimeClient, RuntimeClientError
 from deployflow.platform.base import MLPlatform
+from deployflow.platform.batch import BatchJobSpec, BatchJobState
 from deployflow.platform.errors import PlatformError, PlatformNotFoundError
 from deployflow.platform.specs import (
     DEPLOYMENT_HEADER,
@@ -141,6 +142,20 @@ class LocalPlatform(MLPlatform):
         )
         return {d["name"]: d["requests_by_status"] for d in documents}
 
+    # batch scoring
+    def submit_batch_job(self, spec: BatchJobSpec, *, storage_connection_string: str | None = None) -> BatchJobState:
+        document = self._call(
+            f"submitting batch job {spec.name}",
+            lambda: self.client.submit_job(spec.to_dict(), storage_connection_string),
+        )
+        return _job_state(document)
+
+    def get_batch_job(self, job_id: str) -> BatchJobState:
+        return _job_state(self._call(f"reading batch job {job_id}", lambda: self.client.get_job(job_id)))
+
+    def cancel_batch_job(self, job_id: str) -> BatchJobState:
+        return _job_state(self._call(f"canceling batch job {job_id}", lambda: self.client.cancel_job(job_id)))
+
     # data plane
     def scoring_headers(self, endpoint: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.get_keys(endpoint).primary_key}"}
@@ -182,6 +197,18 @@ def _endpoint_state(document: dict[str, Any]) -> EndpointState:
         mirror_traffic=dict(document["mirror_traffic"]),
         compute=document["compute"],
         auth_mode=document["auth_mode"],
+    )
+
+
+def _job_state(document: dict[str, Any]) -> BatchJobState:
+    """The contract's job state; the summary keeps the counts (items, succeeded, failed, mini_batches...)."""
+    counts = {k: v for k, v in document["summary"].items() if isinstance(v, int) and not isinstance(v, bool)}
+    return BatchJobState(
+        job_id=document["id"],
+        status=document["status"],
+        output_uri=document["output_uri"],
+        error=document["error"],
+        summary=counts,
     )
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from deployflow.platform.batch import JOB_TERMINAL_STATES
+
 TERMINAL_STATES = frozenset({"Succeeded", "Failed"})
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 
@@ -142,6 +144,37 @@ class LocalRuntimeClient:
                 raise TimeoutError(
                     f"deployment {endpoint}/{name} still {deployment['provisioning_state']} after {timeout_s:.0f}s"
                 )
+            time.sleep(poll_s)
+
+    # batch jobs
+    def submit_job(self, spec: dict[str, Any], storage_connection_string: str | None = None) -> dict[str, Any]:
+        """Submit a batch job (a BatchJobSpec document); the connection string is only sent, never kept."""
+        body = dict(spec)
+        if storage_connection_string:
+            body["storage_connection_string"] = storage_connection_string
+        return self._call("POST", "/jobs", body)
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/jobs/{job_id}")
+
+    def list_jobs(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/jobs")
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{job_id}/cancel")
+
+    def job_logs(self, job_id: str, lines: int = 100) -> str:
+        return self._call("GET", f"/jobs/{job_id}/logs", lines=lines)
+
+    def wait_for_job(self, job_id: str, *, timeout_s: float = 600, poll_s: float = 0.2) -> dict[str, Any]:
+        """Poll until the job is Completed, Failed or Canceled, or the deadline passes (TimeoutError)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.get_job(job_id)
+            if job["status"] in JOB_TERMINAL_STATES:
+                return job
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"batch job {job_id} still {job['status']} after {timeout_s:.0f}s")
             time.sleep(poll_s)
 
     # data plane

@@ -1,4 +1,4 @@
-"""The control plane: a REST API for models, endpoints, deployments, traffic, keys and logs.
+"""The control plane: a REST API for models, endpoints, deployments, traffic, keys, logs and batch jobs.
 
 Shaped after Azure ML's online endpoints: creating a deployment answers 202 at once and
 provisions in the background, so clients poll ``provisioning_state`` as they would an
@@ -8,8 +8,9 @@ Azure long-running operation. Every route but ``/health`` needs the admin token.
 from __future__ import annotations
 
 import hmac
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from deployflow.runtime.errors import RuntimeApiError, Unauthorized
@@ -21,6 +22,7 @@ from deployflow.runtime.schemas import (
     Endpoint,
     EndpointKeys,
     EndpointSpec,
+    Job,
     Model,
     ModelRegistration,
     RegenerateKeys,
@@ -111,5 +113,26 @@ def create_app(runtime: Runtime, token: str) -> FastAPI:
         name: str, deployment: str, lines: int = Query(100, ge=1, le=10_000)
     ) -> PlainTextResponse:
         return PlainTextResponse(runtime.logs(name, deployment, lines))
+
+    @app.post("/jobs", status_code=201, dependencies=secured)
+    async def submit_job(document: Annotated[dict[str, Any], Body()]) -> Job:
+        # a raw document: the connection string in it must not reach a validation error's echo
+        return runtime.jobs.submit(document)
+
+    @app.get("/jobs", dependencies=secured)
+    async def list_jobs() -> list[Job]:
+        return runtime.jobs.list()
+
+    @app.get("/jobs/{job_id}", dependencies=secured)
+    async def get_job(job_id: str) -> Job:
+        return runtime.jobs.get(job_id)
+
+    @app.post("/jobs/{job_id}/cancel", dependencies=secured)
+    async def cancel_job(job_id: str) -> Job:
+        return await runtime.jobs.cancel(job_id)
+
+    @app.get("/jobs/{job_id}/logs", dependencies=secured)
+    async def job_logs(job_id: str, lines: int = Query(100, ge=1, le=10_000)) -> PlainTextResponse:
+        return PlainTextResponse(runtime.jobs.logs(job_id, lines))
 
     return app

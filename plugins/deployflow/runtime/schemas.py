@@ -154,3 +154,77 @@ class EndpointKeys(Strict):
 
 class RegenerateKeys(Strict):
     key_type: Literal["primary", "secondary"]
+
+
+# ---- batch jobs ------------------------------------------------------------------------
+
+JOB_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,254}$"
+
+
+class JobStatus(StrEnum):
+    """Azure ML's job statuses, the subset a local batch job goes through."""
+
+    NOT_STARTED = "NotStarted"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+
+
+JOB_ACTIVE_STATUSES = frozenset({JobStatus.NOT_STARTED, JobStatus.RUNNING})
+
+
+class JobModel(Strict):
+    name: ModelName
+    version: str
+
+
+class JobInput(Strict):
+    """A local folder or ``blob://<container>/<prefix>``; ``files`` limits the job to those names."""
+
+    uri: str
+    files: list[str] = []
+    storage_conn_id: str | None = Field(default=None, description="the caller's connection id, for the record")
+
+
+class JobSpec(Strict):
+    """A batch-scoring job, shaped like the platform's BatchJobSpec; it holds no secret."""
+
+    name: str = Field(pattern=JOB_NAME_PATTERN)
+    model: JobModel
+    package_path: str = Field(description="folder holding the scoring script and requirements.txt")
+    scoring_script: str
+    input: JobInput
+    output_uri: str
+    mini_batch_size: int = Field(default=10, ge=1)
+    error_threshold: int = Field(default=-1, ge=-1, description="failed items tolerated; -1: any number")
+    max_retries: int = Field(default=3, ge=0)
+    timeout_s: int = Field(default=60, ge=1, description="per attempt of a mini-batch")
+    instance_count: int = Field(default=1, ge=1, le=16)
+    max_concurrency_per_instance: int = Field(default=1, ge=1, le=16)
+    compute: str | None = None
+    environment_variables: dict[str, str] = {}
+
+
+class JobSummary(Strict):
+    """What the job has done so far; written as summary.json once it completes."""
+
+    items: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    mini_batches: int = 0
+    retries: int = 0
+    rows: int = 0
+    duration_s: float | None = None
+    input_files: list[str] = []
+    failed_files: list[str] = []
+
+
+class Job(JobSpec):
+    id: str
+    status: JobStatus
+    error: str | None = None
+    summary: JobSummary = JobSummary()
+    created_at: str
+    started_at: str | None = None
+    ended_at: str | None = None

@@ -20,6 +20,7 @@ from deployflow.runtime.config import RuntimeConfig
 from deployflow.runtime.endpoints import DeploymentRuntime, EndpointRuntime, new_key
 from deployflow.runtime.environments import EnvironmentBuildError, EnvironmentCache
 from deployflow.runtime.errors import Conflict, Invalid, NotFound
+from deployflow.runtime.jobs import JobService
 from deployflow.runtime.replicas import Replica, ReplicaStartError, ReplicaState, http_status, tail
 from deployflow.runtime.resources import ResourceController, ResourceLimits
 from deployflow.runtime.schemas import (
@@ -49,6 +50,7 @@ class Runtime:
         self.environments = EnvironmentCache(config.environments_dir)
         self.resources = ResourceController(f"deployflow-{config.router_port}", prefer=config.enforcement)
         self.endpoints: dict[str, EndpointRuntime] = {}
+        self.jobs = JobService(config, self.store, self.environments, self.get_model)
         self._background: set[asyncio.Task[None]] = set()
         self._restarting: set[Replica] = set()
         self._probe_due: WeakKeyDictionary[Replica, float] = WeakKeyDictionary()
@@ -58,7 +60,8 @@ class Runtime:
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Restore every endpoint and re-provision the deployments that were serving."""
+        """Restore every endpoint and re-provision the deployments that were serving; fail unfinished jobs."""
+        self.jobs.restore()
         for name, document in self.store.endpoints().items():
             endpoint = EndpointRuntime(
                 name, EndpointSpec(**document["spec"]), document["primary_key"], document["secondary_key"]
@@ -86,7 +89,7 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         replicas = [r for e in self.endpoints.values() for d in e.deployments.values() for r in d.replicas]
-        await asyncio.gather(*(r.stop() for r in replicas))
+        await asyncio.gather(*(r.stop() for r in replicas), self.jobs.close())
         self.resources.close()
         self.store.close()
 

@@ -16,6 +16,8 @@ CREATE TABLE IF NOT EXISTS endpoints (
     name TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS deployments (
     endpoint TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (endpoint, name));
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, body TEXT NOT NULL);
 """
 
 
@@ -65,6 +67,13 @@ class Store:
     def deployments(self) -> list[tuple[str, str, dict[str, Any]]]:
         rows = self._run("SELECT endpoint, name, body FROM deployments")
         return [(endpoint, name, json.loads(body)) for endpoint, name, body in rows]
+
+    def put_job(self, job_id: str, body: dict[str, Any]) -> None:
+        """A batch job's document; it never holds the storage connection string."""
+        self._run("INSERT OR REPLACE INTO jobs VALUES (?, ?)", (job_id, json.dumps(body)))
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for (body,) in self._run("SELECT body FROM jobs ORDER BY rowid")]
 
     def close(self) -> None:
         with self._lock:
