@@ -1,34 +1,48 @@
 """
 # Real-time deployment
 
-Carries a model package through Azure ML's real-time deployment practice:
+Carries a model package through Azure ML's real-time deployment practice, behind one stable
+endpoint whose URL and keys never change:
 
-1. **validate** — the package is complete; `init()` and `run()` answer the sample request
-   with the sample response, in the model's own environment.
-2. **register** the model version.
-3. **test deployment** (the old "ACI test"; a managed online endpoint on Azure ML, a local
-   endpoint on the runtime): deploy, then input/output **smoke tests** through the
-   `azureml-model-deployment` header.
-4. **teardown** of the test endpoint, which runs whether the tests passed or not.
+1. **validate** — the package is complete; `init()` and `run()` answer the sample request with
+   the sample response, in the model's own environment. **register** the model version.
+2. **test deployment** (the old "ACI test": a managed online endpoint on Azure ML, a local
+   endpoint on the runtime), input/output **smoke tests** through `azureml-model-deployment`;
+   its endpoint is torn down whatever happens.
+3. **stress test** on the test pool (the old "test AKS") against the SLO.
+4. **profile**: each candidate configuration (cpu, memory, gpu, workers) on the test pool, its
+   highest rate within the SLO, the cheapest plan that serves the target rate. The stress
+   endpoint is torn down whatever happens.
+5. **promote** to the production endpoint by a controlled rollout with the profiled
+   resources: mirror and traffic steps with gates, optional approval (human in the loop),
+   automatic rollback. A first release takes all traffic after its smoke test.
+6. **summary** — endpoint URL, chosen configuration, rollout verdicts, report paths.
 
 Which platform answers is the `ml_platform_conn_id` connection's business: `deployflow_local`
-(the local runtime, the default) or `azure_ml`. Trigger it from the UI's form or the REST API.
+(the local runtime) or an `azure_ml` connection. Trigger from the UI's form or the REST API.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from airflow.sdk import DAG, Param
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import DAG, Param, TriggerRule, task
 
 from deployflow.operators.deployment import CreateDeploymentOperator, SmokeTestOperator
 from deployflow.operators.endpoint import CreateOrUpdateEndpointOperator, DeleteEndpointOperator
+from deployflow.operators.load import ProfileOperator, StressTestOperator
 from deployflow.operators.model import RegisterModelOperator, ValidateModelPackageOperator
+from deployflow.operators.rollout import AWAITING_APPROVAL, RollBackRejectedRolloutOperator, RolloutOperator
 
 SAMPLE_PACKAGE = str(Path(__file__).resolve().parents[1] / "include" / "models" / "diabetes")
-NAME = r"^[a-zA-Z][a-zA-Z0-9-]{1,25}[a-zA-Z0-9]$"  # leaves room for the "-test" suffix (32 in all)
+NAME = r"^[a-zA-Z][a-zA-Z0-9-]{1,23}[a-zA-Z0-9]$"  # leaves room for the "-stress" suffix (32 in all)
 CONN = "{{ params.ml_platform_conn_id }}"
+PACKAGE = "{{ params.package_path }}"
 TEST_ENDPOINT = "{{ params.endpoint_name }}-test"
+STRESS_ENDPOINT = "{{ params.endpoint_name }}-stress"
+NULLABLE_OBJECT = ["null", "object"]
 
 with DAG(
     dag_id="realtime_deployment",
@@ -54,8 +68,8 @@ with DAG(
             "diabetes",
             type="string",
             pattern=NAME,
-            title="Production endpoint name",
-            description="the test endpoint is this name with -test",
+            title="Production endpoint",
+            description="test endpoints are this name with -test and -stress",
         ),
         "ml_platform_conn_id": Param(
             "deployflow_local",
@@ -66,25 +80,58 @@ with DAG(
         "test_compute": Param(
             None,
             type=["null", "string"],
-            title="Test compute",
-            description="empty: a managed endpoint (Azure ML) / local endpoint",
+            title="Test deployment compute",
+            description="empty: a managed endpoint (Azure ML's successor to the ACI test)",
         ),
+        "test_pool": Param("test", type="string", title="Test pool (test AKS compute) for stress and profile"),
+        "production_pool": Param("production", type="string", title="Production pool (production AKS compute)"),
         "test_resources": Param(
             {"cpu": 0.5, "memory_gb": 1.0, "instance_type": "Standard_DS3_v2"},
             type="object",
             title="Test deployment resources",
         ),
         "tolerance": Param(1e-6, type="number", minimum=0, maximum=1, title="Smoke test relative tolerance"),
+        "stress": Param(
+            {"rate": 50, "duration_s": 20, "resources": {"cpu": 1.0, "memory_gb": 1.0}},
+            type="object",
+            title="Stress test: rate (requests/s), duration_s, resources",
+            required=["rate", "duration_s", "resources"],
+        ),
+        "slo": Param(
+            {"percentile": 99, "latency_ms": 100, "max_error_percent": 1.0},
+            type="object",
+            title="Latency and error SLO",
+            required=["latency_ms"],
+        ),
+        "target_rate": Param(200, type="number", exclusiveMinimum=0, title="Target requests/s in production"),
+        "candidates": Param(
+            None,
+            type=["null", "array"],
+            title="Profile candidates",
+            description="empty: include/profiling/defaults.json",
+        ),
+        "profile_settings": Param(
+            {},
+            type="object",
+            title="Profile search settings",
+            description="e.g. step_duration_s, max_steps, start_rate, max_rate",
+        ),
+        "rollout_plan": Param(
+            {},
+            type="object",
+            title="Rollout plan overrides",
+            description="keys of include/rollout/default_plan.json, e.g. steps, gates",
+        ),
+        "approval": Param(False, type="boolean", title="Ask a person before going past approval steps"),
     },  # fmt: skip
 ) as dag:
-    validate = ValidateModelPackageOperator(task_id="validate", package_path="{{ params.package_path }}")
-    register = RegisterModelOperator(
-        task_id="register_model",
-        ml_platform_conn_id=CONN,
-        package_path="{{ params.package_path }}",
-        model_name="{{ params.model_name }}",
+    validate = ValidateModelPackageOperator(task_id="validate", package_path=PACKAGE)
+    register_model = RegisterModelOperator(
+        task_id="register_model", ml_platform_conn_id=CONN, package_path=PACKAGE, model_name="{{ params.model_name }}"
     )
-    test_endpoint = CreateOrUpdateEndpointOperator(
+
+    # -- the test deployment (the old ACI test) --
+    create_test_endpoint = CreateOrUpdateEndpointOperator(
         task_id="create_test_endpoint",
         ml_platform_conn_id=CONN,
         endpoint_name=TEST_ENDPOINT,
@@ -97,8 +144,8 @@ with DAG(
         ml_platform_conn_id=CONN,
         endpoint_name=TEST_ENDPOINT,
         deployment_name="candidate",
-        model="{{ ti.xcom_pull(task_ids='register_model') }}",
-        package_path="{{ params.package_path }}",
+        model=register_model.output,
+        package_path=PACKAGE,
         instance_resources="{{ params.test_resources }}",
         deferrable=True,
     )
@@ -107,12 +154,115 @@ with DAG(
         ml_platform_conn_id=CONN,
         endpoint_name=TEST_ENDPOINT,
         deployment_name="candidate",
-        package_path="{{ params.package_path }}",
+        package_path=PACKAGE,
         rel_tol="{{ params.tolerance }}",
     )
-    teardown_test = DeleteEndpointOperator(
+    teardown_test_endpoint = DeleteEndpointOperator(
         task_id="teardown_test_endpoint", ml_platform_conn_id=CONN, endpoint_name=TEST_ENDPOINT
     )
 
-    validate >> register >> test_endpoint >> test_deployment >> smoke_test >> teardown_test
-    teardown_test.as_teardown(setups=test_endpoint)
+    # -- stress test and profile on the test pool (the old test AKS) --
+    create_stress_endpoint = CreateOrUpdateEndpointOperator(
+        task_id="create_stress_endpoint",
+        ml_platform_conn_id=CONN,
+        endpoint_name=STRESS_ENDPOINT,
+        compute="{{ params.test_pool }}",
+        description="deployflow stress test and profiling",
+        tags={"deployflow-stage": "stress"},
+    )
+    stress_deployment = CreateDeploymentOperator(
+        task_id="stress_deployment",
+        ml_platform_conn_id=CONN,
+        endpoint_name=STRESS_ENDPOINT,
+        deployment_name="stress",
+        model=register_model.output,
+        package_path=PACKAGE,
+        instance_resources="{{ params.stress.resources }}",
+        deferrable=True,
+    )
+    stress_test = StressTestOperator(
+        task_id="stress_test",
+        ml_platform_conn_id=CONN,
+        endpoint_name=STRESS_ENDPOINT,
+        deployment_name="stress",
+        package_path=PACKAGE,
+        rate="{{ params.stress.rate }}",
+        duration_s="{{ params.stress.duration_s }}",
+        slo="{{ params.slo }}",
+    )
+    profile = ProfileOperator(
+        task_id="profile",
+        ml_platform_conn_id=CONN,
+        endpoint_name=STRESS_ENDPOINT,
+        model=register_model.output,
+        package_path=PACKAGE,
+        candidates="{{ params.candidates }}",
+        slo="{{ params.slo }}",
+        target_rate="{{ params.target_rate }}",
+        settings="{{ params.profile_settings }}",
+    )
+    teardown_stress_endpoint = DeleteEndpointOperator(
+        task_id="teardown_stress_endpoint", ml_platform_conn_id=CONN, endpoint_name=STRESS_ENDPOINT
+    )
+
+    # -- promotion to production by a controlled rollout --
+    promote = RolloutOperator(
+        task_id="promote",
+        ml_platform_conn_id=CONN,
+        endpoint_name="{{ params.endpoint_name }}",
+        compute="{{ params.production_pool }}",
+        model=register_model.output,
+        package_path=PACKAGE,
+        profile=profile.output,
+        plan="{{ params.rollout_plan }}",
+        approval="{{ params.approval }}",
+    )
+
+    @task.branch
+    def needs_approval(ti=None) -> str:  # noqa: ANN001 - Airflow injects the task instance
+        """Ask a person only when the rollout stopped at an approval step."""
+        status = (ti.xcom_pull(task_ids="promote") or {}).get("status")
+        return "approve_promotion" if status == AWAITING_APPROVAL else "no_approval_needed"
+
+    approve_promotion = ApprovalOperator(
+        task_id="approve_promotion",
+        subject="Promote {{ params.model_name }} on endpoint {{ params.endpoint_name }}?",
+        body=promote.output,
+    )
+    continue_promotion = RolloutOperator(
+        task_id="continue_promotion",
+        ml_platform_conn_id=CONN,
+        endpoint_name="{{ params.endpoint_name }}",
+        resume_task_id="promote",
+        model=register_model.output,
+        package_path=PACKAGE,
+        profile=profile.output,
+        plan="{{ params.rollout_plan }}",
+        approval="{{ params.approval }}",
+        approval_task_id="approve_promotion",
+    )
+    rollback_if_rejected = RollBackRejectedRolloutOperator(
+        task_id="rollback_if_rejected",
+        ml_platform_conn_id=CONN,
+        rollout_task_id="promote",
+        approval_task_id="approve_promotion",
+        trigger_rule=TriggerRule.ALL_SKIPPED,
+    )
+
+    @task(multiple_outputs=False, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    def summary(ti=None) -> dict:  # noqa: ANN001 - Airflow injects the task instance
+        """The run in a few lines: endpoint, chosen configuration, rollout verdicts, report paths."""
+        from deployflow.summary import realtime_summary
+
+        return realtime_summary(ti)
+
+    validate >> register_model >> create_test_endpoint >> test_deployment >> smoke_test >> teardown_test_endpoint
+    teardown_test_endpoint.as_teardown(setups=create_test_endpoint)
+    smoke_test >> create_stress_endpoint >> stress_deployment >> stress_test >> profile >> teardown_stress_endpoint
+    teardown_stress_endpoint.as_teardown(setups=create_stress_endpoint)
+    branch = needs_approval()
+    no_approval_needed = EmptyOperator(task_id="no_approval_needed")
+    done = summary()
+    profile >> promote >> branch >> [approve_promotion, no_approval_needed]
+    approve_promotion >> continue_promotion >> [rollback_if_rejected, done]
+    no_approval_needed >> done

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import importlib
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from deployflow.local.client import LocalRuntimeClient, RuntimeClientError
-from tests.airflow_support import local_connection, run_dag, task_states
-from tests.runtime.support import SAMPLE_MODEL, RuntimeProcess
+from deployflow.runtime.environments import EnvironmentCache
+from tests.airflow_support import local_connection, run_dag, task_states, xcom
+from tests.runtime.support import ENV_CACHE, SAMPLE_MODEL, RuntimeProcess
 
 pytestmark = pytest.mark.slow
 
@@ -47,16 +49,71 @@ def assert_no_endpoint(client: LocalRuntimeClient, name: str) -> None:
     assert missing.value.status_code == 404, f"endpoint {name} was left behind"
 
 
-def test_sample_model_passes_test_deployment_and_the_test_endpoint_is_torn_down(dag, client) -> None:
-    dag_run = run_dag(dag, {"endpoint_name": "rt-ok"}, retries=0)
+# A short run: the stages and their wiring are real, only the loads and windows are small.
+QUICK = {
+    "stress": {"rate": 30, "duration_s": 3, "resources": {"cpu": 1.0, "memory_gb": 1.0}},
+    "slo": {"percentile": 99, "latency_ms": 200, "max_error_percent": 1.0},
+    "target_rate": 60,
+    "candidates": [
+        {"name": "small", "resources": {"cpu": 0.25, "memory_gb": 1.0}},
+        {"name": "large", "resources": {"cpu": 1.0, "memory_gb": 1.0}},
+    ],
+    "profile_settings": {"start_rate": 40, "max_rate": 640, "step_duration_s": 1.0, "settle_s": 0.3, "max_steps": 5},
+    "rollout_plan": {
+        "steps": ["mirror 20% 3s", "traffic 50% 3s", "traffic 100%"],
+        "gates": {"min_requests": 20, "max_p99_ratio": 3.0},
+        "old_deployment_delete_after_s": 1,
+    },
+}
+SKIPPED_WITHOUT_APPROVAL = {"approve_promotion": "skipped", "continue_promotion": "skipped"}
 
-    assert task_states(dag_run) == dict.fromkeys(
-        ["validate", "register_model", "create_test_endpoint", "test_deployment", "smoke_test",
-         "teardown_test_endpoint"], "success",
-    )  # fmt: skip
-    assert str(dag_run.state) == "success"
-    assert_no_endpoint(client, "rt-ok-test")
-    assert client.get_model("diabetes", "1")["name"] == "diabetes"
+
+@pytest.fixture(scope="module")
+def second_version(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample package retrained with another alpha: a new model version with its own samples."""
+    package = shutil.copytree(SAMPLE_MODEL, tmp_path_factory.mktemp("v2") / "diabetes")
+    python = EnvironmentCache(ENV_CACHE).ensure(package / "requirements.txt")
+    subprocess.run(
+        [str(python), str(package / "train.py"), "--alpha", "0.5", "--package-dir", str(package)], check=True
+    )
+    return package
+
+
+def test_first_release_goes_through_every_stage_and_takes_all_traffic(dag, client) -> None:
+    dag_run = run_dag(dag, {**QUICK, "endpoint_name": "rt-full"}, retries=0)
+
+    states = task_states(dag_run)
+    assert {k: v for k, v in states.items() if v != "success"} == SKIPPED_WITHOUT_APPROVAL, states
+    summary = xcom(dag_run, "summary")
+    assert summary["rollout"] == "first_release"
+    assert summary["chosen_config"] in ("small", "large") and summary["instances"] >= 1
+    assert Path(summary["profile_report"]).is_file() and Path(summary["profile_chart"]).is_file()
+    endpoint = client.get_endpoint("rt-full")
+    assert endpoint["traffic"] == {summary["deployment"]: 100}
+    assert endpoint["scoring_uri"] == summary["scoring_uri"]
+    assert_no_endpoint(client, "rt-full-test")
+    assert_no_endpoint(client, "rt-full-stress")
+
+
+def test_second_version_is_rolled_out_over_the_first_behind_the_same_url_and_keys(
+    dag, client, second_version: Path
+) -> None:
+    before = client.get_endpoint("rt-full")
+    keys = client.keys("rt-full")
+    (old,) = before["traffic"]
+
+    dag_run = run_dag(dag, {**QUICK, "endpoint_name": "rt-full", "package_path": str(second_version)}, retries=0)
+
+    states = task_states(dag_run)
+    assert {k: v for k, v in states.items() if v != "success"} == SKIPPED_WITHOUT_APPROVAL, states
+    summary = xcom(dag_run, "summary")
+    assert summary["rollout"] == "completed" and summary["replaced"] == old
+    assert summary["rollout_decisions"] == ["step 1: pass", "step 2: pass"]
+    after = client.get_endpoint("rt-full")
+    assert after["traffic"] == {summary["deployment"]: 100} and summary["deployment"] != old
+    assert (after["scoring_uri"], client.keys("rt-full")) == (before["scoring_uri"], keys)
+    assert [d["name"] for d in client.list_deployments("rt-full")] == [summary["deployment"]]
+    assert client.get_deployment("rt-full", summary["deployment"])["model"] == "diabetes:2"
 
 
 def test_a_broken_package_stops_at_validation_and_touches_no_endpoint(dag, client, tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ bundled diabetes data set (nothing is downloaded).
 Writes model/model.joblib, and the sample request and its expected response that the
 smoke tests replay. Run it in the model's environment (requirements.txt), e.g.:
 
-    python include/models/diabetes/train.py
+    python include/models/diabetes/train.py [--alpha 0.1] [--package-dir DIR]
+
+A different --alpha gives a different model version (the quickstart's second release).
 """
 
 from __future__ import annotations
@@ -34,4 +36,10 @@ def train(package_dir: Path = PACKAGE_DIR, alpha: float = 0.1) -> None:
 
 
 if __name__ == "__main__":
-    train()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--alpha", type=float, default=0.1, help="ridge regularisation strength")
+    parser.add_argument("--package-dir", type=Path, default=PACKAGE_DIR, help="where model/ and the samples go")
+    args = parser.parse_args()
+    train(args.package_dir, alpha=args.alpha)

@@ -157,9 +157,10 @@ class ProfileOperator(MLPlatformOperator):
         "target_rate",
         "headroom",
         "prices",
+        "settings",
         "report_dir",
     )
-    template_fields_renderers = {"candidates": "json", "slo": "json", "prices": "json"}
+    template_fields_renderers = {"candidates": "json", "slo": "json", "prices": "json", "settings": "json"}
     ui_color = "#e6dcf5"
 
     def __init__(
@@ -173,7 +174,7 @@ class ProfileOperator(MLPlatformOperator):
         target_rate: float | str | None = None,
         headroom: float | str | None = None,
         prices: dict[str, Any] | str | None = None,
-        settings: dict[str, Any] | None = None,
+        settings: dict[str, Any] | str | None = None,
         report_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -207,7 +208,7 @@ class ProfileOperator(MLPlatformOperator):
         try:
             candidates = [Candidate.from_dict(c) for c in self._value("candidates")]
             prices = PriceTable.from_dict(self._value("prices"))
-            settings = ProfileSettings(**self.settings)
+            settings = ProfileSettings(**_as_dict(self.settings or {}))
             slo, target, headroom = (
                 _slo(self._value("slo")),
                 float(self._value("target_rate")),

@@ -52,6 +52,17 @@ FIRST_RELEASE = "first_release"
 ROLLED_BACK = "rolled_back"
 
 
+DEPLOYMENT_COLOURS = ("blue", "green")
+
+
+def choose_deployment_name(traffic: dict[str, int], existing: set[str]) -> str:
+    """Blue/green: a colour that takes no traffic now, preferring one not deployed at all."""
+    free = [c for c in DEPLOYMENT_COLOURS if not traffic.get(c)]
+    if not free:
+        raise AirflowFailException(f"both {DEPLOYMENT_COLOURS} take traffic; name the new deployment explicitly")
+    return next((c for c in free if c not in existing), free[0])
+
+
 def current_deployment(traffic: dict[str, int], new: str) -> str | None:
     """The deployment serving the endpoint now: the one, other than ``new``, with the largest share."""
     others = {name: share for name, share in traffic.items() if name != new and share > 0}
@@ -75,7 +86,8 @@ class RolloutOperator(MLPlatformOperator):
     each judged by gates comparing the new deployment with the current one under probe load.
     A failed gate rolls back (all traffic to the current deployment, the new one deleted) and
     fails the task. At an approval step the task returns ``awaiting_approval`` so a
-    human-in-the-loop task can ask; run the operator again with ``approval_task_id`` to go on.
+    human-in-the-loop task can ask; run the operator again with ``approval_task_id`` (and
+    ``resume_task_id``, the task that began the rollout) to go on.
     On an endpoint with no deployment yet (a first release) the new one takes all traffic
     after its smoke test. Every traffic change is logged as one readable line.
     """
@@ -90,28 +102,32 @@ class RolloutOperator(MLPlatformOperator):
         "instance_resources",
         "instance_count",
         "worker_count",
+        "profile",
         "plan",
         "approval",
         "approval_task_id",
+        "resume_task_id",
         "probe_rate",
     )
-    template_fields_renderers = {"instance_resources": "json", "plan": "json"}
+    template_fields_renderers = {"instance_resources": "json", "plan": "json", "profile": "json"}
     ui_color = "#d6eaf8"
 
     def __init__(
         self,
         *,
         endpoint_name: str,
-        deployment_name: str,
         model: str,
         package_path: str,
+        deployment_name: str | None = None,
         compute: str | None = None,
         instance_resources: dict[str, Any] | str | None = None,
         instance_count: int | str = 1,
         worker_count: int | str = 1,
+        profile: dict[str, Any] | str | None = None,
         plan: dict[str, Any] | str | None = None,
         approval: bool | str = False,
         approval_task_id: str | None = None,
+        resume_task_id: str | None = None,
         probe_rate: float | str = 50.0,
         deployment_timeout_s: float = 1800,
         **kwargs: Any,
@@ -125,9 +141,11 @@ class RolloutOperator(MLPlatformOperator):
         self.instance_resources = instance_resources or {}
         self.instance_count = instance_count
         self.worker_count = worker_count
+        self.profile = profile
         self.plan = plan
         self.approval = approval
         self.approval_task_id = approval_task_id
+        self.resume_task_id = resume_task_id
         self.probe_rate = probe_rate
         self.deployment_timeout_s = deployment_timeout_s
 
@@ -149,8 +167,20 @@ class RolloutOperator(MLPlatformOperator):
         return plan
 
     def _spec(self) -> DeploymentSpec:
+        """The new deployment: sized by the profile's recommendation when given, else by the fields."""
         resources = self.instance_resources
         resources = resources if isinstance(resources, dict) else json.loads(resources)
+        instances, workers = int(self.instance_count), int(self.worker_count)
+        profile = self.profile if isinstance(self.profile, dict) else json.loads(self.profile or "null")
+        if profile:
+            resources = {
+                "cpu": profile.get("recommendedCpu"),
+                "memory_gb": profile.get("recommendedMemoryInGB"),
+                "gpu": profile.get("recommendedGpu") or 0,
+                "instance_type": profile.get("recommendedInstanceType"),
+            }
+            instances = int(profile.get("recommendedInstanceCount") or instances)
+            workers = int(profile.get("recommendedWorkerCount") or workers)
         known = {"cpu", "memory_gb", "gpu", "instance_type"}
         return DeploymentSpec(
             endpoint=self.endpoint_name,
@@ -158,9 +188,9 @@ class RolloutOperator(MLPlatformOperator):
             model=ModelRef.parse(self.model),
             package_path=self.package_path,
             resources=Resources.from_dict({k: v for k, v in resources.items() if k in known}),
-            instance_count=int(self.instance_count),
-            worker_count=int(self.worker_count),
-            request_settings=RequestSettings(max_concurrent_requests_per_instance=int(self.worker_count)),
+            instance_count=instances,
+            worker_count=workers,
+            request_settings=RequestSettings(max_concurrent_requests_per_instance=workers),
         )
 
     # ---- the rollout ----------------------------------------------------------------------
@@ -172,6 +202,12 @@ class RolloutOperator(MLPlatformOperator):
         except PlatformNotFoundError:
             self.log.info("endpoint %s does not exist: creating it (first release)", endpoint)
             state_now = platform.create_or_update_endpoint(EndpointSpec(name=endpoint, compute=self.compute or None))
+        if not new and self.resume_task_id:  # going on with the rollout an earlier task began
+            new = self.deployment_name = (context["ti"].xcom_pull(task_ids=self.resume_task_id) or {}).get("new")
+        if not new:
+            existing = {d.name for d in platform.list_deployments(endpoint)}
+            new = self.deployment_name = choose_deployment_name(state_now.traffic, existing)
+            self.log.info("endpoint %s: the new deployment is %s", endpoint, new)
         old = current_deployment(state_now.traffic, new)
         package = ModelPackage.load(self.package_path)
         self._ensure_new_deployment(platform)

@@ -1,0 +1,35 @@
+"""The real-time run in a few lines: what a person wants to read at the end of the DAG."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def realtime_summary(ti: Any) -> dict[str, Any]:
+    """Collect the stages' XCom results (references and figures, no secrets) and log them."""
+    rollout = ti.xcom_pull(task_ids="continue_promotion") or ti.xcom_pull(task_ids="promote") or {}
+    profile = ti.xcom_pull(task_ids="profile") or {}
+    stress = ti.xcom_pull(task_ids="stress_test") or {}
+    summary = {
+        "endpoint": rollout.get("endpoint_name"),
+        "scoring_uri": rollout.get("scoring_uri"),
+        "model": rollout.get("model"),
+        "deployment": rollout.get("new"),
+        "replaced": rollout.get("old"),
+        "rollout": rollout.get("status"),
+        "rollout_decisions": [f"step {d['step_index'] + 1}: {d['outcome']}" for d in rollout.get("decisions", [])],
+        "chosen_config": profile.get("recommendedConfig"),
+        "cpu": profile.get("recommendedCpu"),
+        "memory_gb": profile.get("recommendedMemoryInGB"),
+        "instances": profile.get("recommendedInstanceCount"),
+        "cost_per_hour": profile.get("costPerHour"),
+        "profile_report": profile.get("report_path"),
+        "profile_chart": profile.get("chart_path"),
+        "stress_test": {k: stress.get(k) for k in ("passed", "achieved_rate", "p99_ms", "report_path")},
+    }
+    for key, value in summary.items():
+        log.info("%-18s %s", key, value)
+    return summary
