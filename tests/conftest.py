@@ -19,6 +19,21 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ.setdefault("DEPLOYFLOW_ENV_CACHE", str(CACHE / "envs"))
 
 
+def _fernet_key() -> str:
+    """One key for the tests' metadata database, kept beside it: unit-test mode would otherwise make a
+    new key per process, and triggers stored encrypted by one process could not be read by the next."""
+    path = Path(os.environ["AIRFLOW_HOME"]) / "fernet.key"
+    if not path.exists():
+        from cryptography.fernet import Fernet
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(Fernet.generate_key().decode())
+    return path.read_text().strip()
+
+
+os.environ.setdefault("AIRFLOW__CORE__FERNET_KEY", _fernet_key())
+
+
 def _migrate_airflow_db() -> None:
     """Create the metadata database once; `airflow db migrate` is idempotent and takes seconds."""
     home = Path(os.environ["AIRFLOW_HOME"])

@@ -1,0 +1,192 @@
+"""The batch flow's triggers and scoring operator against a real local runtime and a real Azurite."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+from airflow.sdk import AssetOrTimeSchedule
+from airflow.sdk.exceptions import AirflowException, TaskDeferred
+from azure.storage.blob import BlobServiceClient
+
+from deployflow.batch import storage as blobs
+from deployflow.batch.config import CONFIG_DIR, load_use_case
+from deployflow.batch.manifest import BlobRef, with_scored
+from deployflow.local.client import LocalRuntimeClient
+from deployflow.operators.batch import JOB_XCOM_KEY, BatchScoringOperator
+from deployflow.triggers.batch import BatchJobStateTrigger
+from deployflow.triggers.blob import NewBlobsTrigger
+from tests.airflow_support import local_connection
+from tests.azurite import azurite_blob
+from tests.runtime.batch_support import HANGING_SCRIPT, SAMPLE_DATA, job_document, scoring_package
+from tests.runtime.support import SAMPLE_MODEL, RuntimeProcess
+
+pytestmark = pytest.mark.slow
+WASB_CONN_ID = "batch_ops_blob"
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlobServiceClient]:
+    variable = f"AIRFLOW_CONN_{WASB_CONN_ID.upper()}"
+    with azurite_blob(tmp_path_factory.mktemp("azurite")) as connection_string:
+        os.environ[variable] = json.dumps({"conn_type": "wasb", "extra": {"connection_string": connection_string}})
+        try:
+            with BlobServiceClient.from_connection_string(connection_string) as service:
+                yield service
+        finally:
+            os.environ.pop(variable, None)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntimeClient]:
+    runtime = RuntimeProcess(tmp_path_factory.mktemp("batch-ops") / "data")
+    runtime.start()
+    try:
+        with local_connection(runtime), runtime.client() as client:
+            client.register_model("diabetes", SAMPLE_MODEL, version="1")
+            yield client
+    finally:
+        runtime.stop()
+
+
+def round_trip(trigger: Any) -> Any:
+    classpath, kwargs = trigger.serialize()
+    module, _, name = classpath.rpartition(".")
+    rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
+    assert rebuilt.serialize() == (classpath, kwargs)
+    return rebuilt
+
+
+async def first_event(trigger: Any, timeout_s: float) -> dict[str, Any]:
+    async def first() -> dict[str, Any]:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("the trigger ended without an event")
+
+    return await asyncio.wait_for(first(), timeout_s)
+
+
+def test_job_trigger_round_trips_and_reports_a_completed_job(client: LocalRuntimeClient, tmp_path: Path) -> None:
+    job = client.submit_job(job_document("trigger-ok", str(SAMPLE_DATA), str(tmp_path / "out")))
+    trigger = round_trip(BatchJobStateTrigger(ml_platform_conn_id="deployflow_local", job_id=job["id"],
+                                              deadline=time.time() + 120, poll_interval=0.2))  # fmt: skip
+
+    event = asyncio.run(first_event(trigger, 120))
+
+    assert (event["status"], event["job_id"], event["job"]["status"]) == ("success", job["id"], "Completed")
+    assert event["job"]["summary"]["succeeded"] == 3
+
+
+def test_job_trigger_reports_an_unknown_job_as_an_error(client: LocalRuntimeClient) -> None:
+    trigger = BatchJobStateTrigger(ml_platform_conn_id="deployflow_local", job_id="no-such-job", deadline=time.time())
+
+    event = asyncio.run(first_event(trigger, 30))
+
+    assert event["status"] == "error" and event["job_id"] == "no-such-job" and "job" not in event
+
+
+def test_blob_trigger_fires_for_unscored_blobs_only(service: BlobServiceClient) -> None:
+    landing = service.create_container("watch-in")
+    for name in ("in/a.csv", "in/b.csv", "in/c.csv", "elsewhere/d.csv"):
+        landing.upload_blob(name, b"1,2\n")
+    a = next(b for b in blobs.list_inputs(service, "watch-in", "in") if b.name == "in/a.csv")
+    blobs.update_manifest(service, "watch-out", "m/_manifest.json",
+                          lambda m: with_scored(m, [a], run_id="r", output_uri="u", scored_at="t"))  # fmt: skip
+    blobs.stage(service, "watch-in", [BlobRef("in/c.csv", "")], input_prefix="in", staging="_staging/run-1")
+    trigger = round_trip(NewBlobsTrigger(wasb_conn_id=WASB_CONN_ID, container="watch-in", prefix="in",
+                                         manifest_container="watch-out", manifest_blob="m/_manifest.json",
+                                         poll_interval=0.1))  # fmt: skip
+
+    event = asyncio.run(first_event(trigger, 30))
+
+    assert (event["status"], event["count"], event["blobs"]) == ("success", 1, ["in/b.csv"])
+
+
+def test_blob_trigger_keeps_waiting_while_everything_is_scored(service: BlobServiceClient) -> None:
+    service.create_container("quiet-in").upload_blob("in/a.csv", b"1,2\n")
+    listed = blobs.list_inputs(service, "quiet-in", "in")
+    blobs.update_manifest(service, "quiet-out", "_manifest.json",
+                          lambda m: with_scored(m, listed, run_id="r", output_uri="u", scored_at="t"))  # fmt: skip
+    trigger = NewBlobsTrigger(
+        wasb_conn_id=WASB_CONN_ID,
+        container="quiet-in",
+        prefix="in",
+        manifest_container="quiet-out",
+        manifest_blob="_manifest.json",
+        poll_interval=0.1,
+    )
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(first_event(trigger, 1.0))  # ten polls, no event
+
+
+def hanging_operator(service: BlobServiceClient, tmp_path: Path, name: str) -> BatchScoringOperator:
+    service.get_container_client("hang-in").upload_blob(f"{name}/hang.csv", b"x\n", overwrite=True)
+    package = scoring_package(tmp_path / "pkg", HANGING_SCRIPT)
+    return BatchScoringOperator(
+        task_id=name, storage_conn_id=WASB_CONN_ID, job_name=name, model="diabetes:1", package_path=str(package),
+        scoring_script="score_batch.py", input_container="hang-in", input_prefix=name,
+        output_container="hang-out", output_prefix=name, timeout_s=600, deferrable=True,
+    )  # fmt: skip
+
+
+def defer(operator: BatchScoringOperator) -> tuple[str, mock.Mock]:
+    """Run execute() up to its deferral; the job id it pushed to XCom, and the task instance mock."""
+    ti = mock.Mock()
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute({"ti": ti})  # type: ignore[arg-type]
+    pushed = ti.xcom_push.call_args.kwargs
+    assert pushed["key"] == JOB_XCOM_KEY and deferred.value.trigger.job_id == pushed["value"]["job_id"]
+    assert pushed["value"]["output_uri"] == f"blob://hang-out/{operator.output_prefix}"
+    return pushed["value"]["job_id"], ti
+
+
+def test_a_killed_scoring_task_cancels_its_job(client, service, tmp_path: Path) -> None:  # noqa: ANN001
+    service.create_container("hang-in")
+    operator = hanging_operator(service, tmp_path, "killed")
+    job_id, _ti = defer(operator)
+
+    operator.on_kill()
+
+    assert client.get_job(job_id)["status"] == "Canceled"
+
+
+def test_a_wait_that_gives_up_cancels_the_job_and_fails_the_task(client, service, tmp_path: Path) -> None:  # noqa: ANN001
+    operator = hanging_operator(service, tmp_path, "gave-up")
+    job_id, ti = defer(operator)
+    running = client.get_job(job_id)
+    state = {"job_id": job_id, "status": running["status"], "output_uri": "blob://hang-out/gave-up"}
+    event = {"status": "error", "message": f"batch job {job_id} still Running at its deadline", "job_id": job_id,
+             "job": state}  # fmt: skip
+
+    with pytest.raises(AirflowException, match="at its deadline"):
+        operator.execute_complete({"ti": ti}, event)  # type: ignore[arg-type]
+
+    assert client.get_job(job_id)["status"] == "Canceled"
+
+
+def test_a_watched_use_case_runs_on_its_cron_or_on_new_blobs(tmp_path: Path) -> None:
+    import dags.batch_scoring as module
+
+    case = load_use_case(CONFIG_DIR / "diabetes.json").model_copy(update={"watch": True})
+    dag = module.build_dag(case)
+
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    (asset,) = dag.timetable.asset_condition.objects
+    trigger = asset.watchers[0].trigger
+    assert isinstance(trigger, NewBlobsTrigger)
+    assert trigger.serialize()[1] == {
+        "wasb_conn_id": "deployflow_blob", "container": "landing", "prefix": "diabetes/incoming",
+        "manifest_container": "scored", "manifest_blob": "diabetes/_manifest.json", "poll_interval": 30,
+    }  # fmt: skip
+    assert list(module.build_dag(case.model_copy(update={"schedule": None})).timetable.asset_condition.objects) == [
+        asset
+    ]
