@@ -262,7 +262,8 @@ class RolloutOperator(MLPlatformOperator):
                 roll_back(platform, endpoint, new, old, self.log)
                 decisions = _decisions(state)
                 context["ti"].xcom_push(key="rollout", value={**summary, "status": ROLLED_BACK, "decisions": decisions})
-                raise AirflowException(f"rollout of {new} on {endpoint} rolled back: " + "; ".join(action.reasons))
+                # Not retried: a retry would roll the same model out again into the same gate.
+                raise AirflowFailException(f"rollout of {new} on {endpoint} rolled back: " + "; ".join(action.reasons))
             elif isinstance(action, Finish):
                 return self._finish(context, action, {**summary, "status": COMPLETED, "decisions": _decisions(state)})
 

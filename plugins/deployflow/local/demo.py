@@ -1,0 +1,179 @@
+"""``python -m deployflow.local.demo``: what `./dev up` shows once everything runs.
+
+Drives the real-time DAG through Airflow's REST API, as a user would from the UI: a first
+release of the sample model, then a second version (retrained with another alpha) rolled out
+over it behind the same endpoint. Idempotent: a release the endpoint already serves (or has
+moved past) is not run again. Writes the endpoint's keys to an owner-only file and prints the
+run's summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from deployflow.local.client import LocalRuntimeClient, RuntimeClientError
+from deployflow.packages import ModelPackage
+from deployflow.runtime.environments import EnvironmentCache
+
+DAG_ID = "realtime_deployment"
+ENDPOINT = "diabetes"
+RUN_TIMEOUT_S = 1800
+FINISHED = ("success", "failed", "skipped", "upstream_failed")
+# Short windows so the demo ends in minutes; the DAG's defaults are for real endpoints.
+DEMO_CONF: dict[str, Any] = {
+    "endpoint_name": ENDPOINT,
+    "stress": {"rate": 50, "duration_s": 10, "resources": {"cpu": 1.0, "memory_gb": 1.0}},
+    "candidates": [
+        {"name": "cpu0.5-mem1", "resources": {"cpu": 0.5, "memory_gb": 1.0}},
+        {"name": "cpu1-mem1", "resources": {"cpu": 1.0, "memory_gb": 1.0}},
+    ],
+    "target_rate": 100,
+    "profile_settings": {"step_duration_s": 1.0, "settle_s": 0.3, "max_steps": 8},
+    "rollout_plan": {
+        "steps": ["mirror 20% 10s", "traffic 10% 10s", "traffic 50% 10s", "traffic 100%"],
+        # Airflow, the runtime, both deployments and the probe share this machine's cores: p99 over
+        # a 10 s window of 500 requests is noisy, so the relative latency gate is looser than the default.
+        "gates": {"max_p99_ratio": 3.0},
+        "old_deployment_delete_after_s": 10,
+    },
+}
+
+
+class AirflowApi:
+    """The few calls of Airflow 3's REST API the demo needs, as the UI's admin user."""
+
+    def __init__(self, url: str, password_file: Path) -> None:
+        password = json.loads(password_file.read_text())["admin"]
+        self.http = httpx.Client(base_url=url, timeout=30)
+        token = self.http.post("/auth/token", json={"username": "admin", "password": password})
+        token.raise_for_status()
+        self.http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+
+    def wait_for_dag(self, timeout_s: float = 180) -> None:
+        """Until the dag-processor has parsed the DAG; then unpause it."""
+        deadline = time.monotonic() + timeout_s
+        while self.http.get(f"/api/v2/dags/{DAG_ID}").status_code != 200:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"Airflow has not parsed {DAG_ID} within {timeout_s:g} s; see .deployflow/logs/")
+            time.sleep(1)
+        self.http.patch(f"/api/v2/dags/{DAG_ID}", json={"is_paused": False}).raise_for_status()
+
+    def run(self, conf: dict[str, Any], label: str) -> dict[str, Any]:
+        """Trigger the DAG, print each task as it ends, and return the summary task's value."""
+        response = self.http.post(f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf})
+        response.raise_for_status()
+        run_id = response.json()["dag_run_id"]
+        print(f"\n{label}: DAG run {run_id} (watch it in the UI)", flush=True)
+        seen: set[str] = set()
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            state = self.http.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}").json()["state"]
+            tasks = self.http.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
+            for ti in sorted(tasks, key=lambda t: t["end_date"] or ""):
+                if ti["state"] in FINISHED and ti["task_id"] not in seen:
+                    seen.add(ti["task_id"])
+                    print(f"  {ti['task_id']:<26} {ti['state']}", flush=True)
+            if state == "failed":
+                raise SystemExit(f"{label} failed: open the run in the UI for the failed task's log")
+            if state == "success":
+                return self._summary(run_id)
+            time.sleep(2)
+        raise SystemExit(f"{label} did not finish within {RUN_TIMEOUT_S} s")
+
+    def _summary(self, run_id: str) -> dict[str, Any]:
+        url = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/summary/xcomEntries/return_value"
+        response = self.http.get(url, params={"deserialize": True})
+        response.raise_for_status()
+        value = response.json()["value"]
+        return value if isinstance(value, dict) else json.loads(value)
+
+
+def second_version(package: Path, workdir: Path) -> Path:
+    """The sample retrained with alpha 0.5 in the model's own environment: a second model version."""
+    target = workdir / "diabetes-v2"
+    if not (target / "sample-response.json").exists():
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(package, target, ignore=shutil.ignore_patterns("__pycache__"))
+        cache = Path(os.environ.get("DEPLOYFLOW_ENV_CACHE", workdir / "envs"))
+        python = EnvironmentCache(cache).ensure(target / "requirements.txt")
+        train = [str(python), str(target / "train.py"), "--alpha", "0.5", "--package-dir", str(target)]
+        subprocess.run(train, check=True)
+    return target
+
+
+def serving_model(client: LocalRuntimeClient) -> str | None:
+    """The model version that takes all of the endpoint's traffic now, if any."""
+    try:
+        traffic = client.get_endpoint(ENDPOINT)["traffic"]
+    except RuntimeClientError:
+        return None
+    live = [name for name, share in traffic.items() if share == 100]
+    return client.get_deployment(ENDPOINT, live[0])["model"] if live else None
+
+
+def write_private_json(path: Path, document: object) -> None:
+    """Write a file readable by its owner only (created 0600 before any byte is written)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(document, f, indent=2)
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deployflow.local.demo", description=__doc__)
+    parser.add_argument("--airflow-url", required=True)
+    parser.add_argument("--password-file", type=Path, required=True)
+    parser.add_argument("--control-url", required=True)
+    parser.add_argument("--token-file", type=Path, required=True)
+    parser.add_argument("--package", type=Path, required=True)
+    parser.add_argument("--workdir", type=Path, required=True, help="where the second version is built")
+    parser.add_argument("--keys-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    releases = [("release 1", args.package.resolve()), ("release 2", second_version(args.package, args.workdir))]
+    api = AirflowApi(args.airflow_url, args.password_file)
+    api.wait_for_dag()
+    summary: dict[str, Any] | None = None
+    with LocalRuntimeClient(args.control_url, args.token_file.read_text().strip()) as client:
+        versions = []
+        for _, package in releases:
+            ModelPackage.load(package)
+            model = client.register_model(ENDPOINT, package)
+            versions.append(f"{model['name']}:{model['version']}")
+        serving = serving_model(client)
+        start = versions.index(serving) + 1 if serving in versions else 0  # never go back to an older release
+        for (label, _), version in list(zip(releases, versions, strict=True))[:start]:
+            print(f"\n{label}: endpoint {ENDPOINT} already serves {serving}; {version} is not run again")
+        for (label, package), version in list(zip(releases, versions, strict=True))[start:]:
+            summary = api.run({**DEMO_CONF, "package_path": str(package)}, f"{label} ({version})")
+        endpoint = client.get_endpoint(ENDPOINT)
+        keys_file = args.keys_dir / f"{ENDPOINT}.json"
+        write_private_json(keys_file, {"scoring_uri": endpoint["scoring_uri"], **client.keys(ENDPOINT)})
+        serving = serving_model(client)
+    if summary:
+        print("\nRun summary")
+        for key, value in summary.items():
+            print(f"  {key:<18} {value}")
+    print(f"\nEndpoint         {endpoint['scoring_uri']}   serving {serving}")
+    print(f"Keys             {keys_file} (owner-only)")
+    print(f"Try it           curl -s {endpoint['scoring_uri']} -H 'Content-Type: application/json' \\")
+    print(f'                   -H "Authorization: Bearer $(jq -r .primary_key {keys_file})" \\')
+    print(f"                   -d @{args.package.resolve() / 'sample-request.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
