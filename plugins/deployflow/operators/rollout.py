@@ -30,26 +30,22 @@ from deployflow.platform.specs import (
 )
 from deployflow.rollout import (
     ApprovalStep,
-    AskApproval,
     Finish,
-    Observe,
-    RollBack,
     RolloutPlan,
     RolloutPlanError,
     RolloutState,
     RolloutStateError,
-    SetTraffic,
-    evaluate_gate,
     load_plan,
-    next_action,
 )
 from deployflow.rollout.probe import Probe, request_body
+from deployflow.rollout.runner import RolledBack, drive_rollout, roll_back
 from deployflow.smoke import compare_responses
 
 AWAITING_APPROVAL = "awaiting_approval"
 COMPLETED = "completed"
 FIRST_RELEASE = "first_release"
 ROLLED_BACK = "rolled_back"
+WARM_UP_REQUESTS_PER_WORKER = 5
 
 
 DEPLOYMENT_COLOURS = ("blue", "green")
@@ -67,14 +63,6 @@ def current_deployment(traffic: dict[str, int], new: str) -> str | None:
     """The deployment serving the endpoint now: the one, other than ``new``, with the largest share."""
     others = {name: share for name, share in traffic.items() if name != new and share > 0}
     return max(others, key=lambda name: others[name]) if others else None
-
-
-def roll_back(platform: MLPlatform, endpoint: str, new: str, old: str, log: Any) -> None:
-    """All traffic to ``old``, no mirror, and the new deployment removed."""
-    log.info("endpoint %s: traffic {%s: 100}, mirror {} (rolling back from %s)", endpoint, old, new)
-    platform.set_traffic(endpoint, traffic={old: 100}, mirror_traffic={})
-    if platform.delete_deployment(endpoint, new):
-        log.info("endpoint %s: deleted deployment %s", endpoint, new)
 
 
 class RolloutOperator(MLPlatformOperator):
@@ -230,42 +218,34 @@ class RolloutOperator(MLPlatformOperator):
 
     def _run_plan(self, context: Context, state: RolloutState, probe: Probe, summary: dict[str, Any]) -> dict[str, Any]:
         platform, endpoint, new, old = self.platform, self.endpoint_name, self.deployment_name, summary["old"]
-        approval = self._approval_answer(context)
-        while True:
-            observed = platform.get_endpoint(endpoint)
-            try:
-                action = next_action(state, observed.traffic, observed.mirror_traffic, new, old, endpoint=endpoint)
-            except RolloutStateError as e:
-                raise AirflowFailException(f"rollout stopped, endpoint left as it is: {e}") from e
-            self.log.info("%s", action.line)
-            if isinstance(action, SetTraffic):
-                platform.set_traffic(endpoint, traffic=action.traffic, mirror_traffic=action.mirror)
-            elif isinstance(action, Observe):
-                candidate, baseline = probe.measure(action.window_s, new, old)
-                result = evaluate_gate(state.plan.gates, candidate, baseline)
-                state = state.record_gate(action.step_index, result)
-                self.log.info(
-                    "gate of step %d: %s; %s", action.step_index + 1, result.verdict.value, "; ".join(result.reasons)
-                )
-            elif isinstance(action, AskApproval):
-                if approval is None:
-                    context["ti"].xcom_push(key="rollout_state", value=state.to_dict())
-                    return {
-                        **summary,
-                        "status": AWAITING_APPROVAL,
-                        "question": action.question,
-                        "decisions": _decisions(state),
-                    }
-                state = state.record_approval(action.step_index, approval, note=f"answered in {self.approval_task_id}")
-                approval = None  # one answer covers one approval step
-            elif isinstance(action, RollBack):
-                roll_back(platform, endpoint, new, old, self.log)
-                decisions = _decisions(state)
-                context["ti"].xcom_push(key="rollout", value={**summary, "status": ROLLED_BACK, "decisions": decisions})
-                # Not retried: a retry would roll the same model out again into the same gate.
-                raise AirflowFailException(f"rollout of {new} on {endpoint} rolled back: " + "; ".join(action.reasons))
-            elif isinstance(action, Finish):
-                return self._finish(context, action, {**summary, "status": COMPLETED, "decisions": _decisions(state)})
+        try:
+            progress = drive_rollout(
+                platform,
+                endpoint=endpoint,
+                new=new,
+                old=old,
+                state=state,
+                probe=probe,
+                approval=self._approval_answer(context),
+                logger=self.log,
+            )
+        except RolloutStateError as e:
+            raise AirflowFailException(f"rollout stopped, endpoint left as it is: {e}") from e
+        except RolledBack as e:
+            decisions = [d.to_dict() for d in e.state.history]
+            context["ti"].xcom_push(key="rollout", value={**summary, "status": ROLLED_BACK, "decisions": decisions})
+            # Not retried: a retry would roll the same model out again into the same gate.
+            raise AirflowFailException(str(e)) from e
+        if progress.finish is None:
+            return {
+                **summary,
+                "status": AWAITING_APPROVAL,
+                "question": progress.question,
+                "decisions": progress.decisions(),
+            }
+        return self._finish(
+            context, progress.finish, {**summary, "status": COMPLETED, "decisions": progress.decisions()}
+        )
 
     def _finish(self, context: Context, action: Finish, summary: dict[str, Any]) -> dict[str, Any]:
         context["ti"].xcom_push(key="rollout", value=summary)
@@ -353,13 +333,6 @@ class RolloutOperator(MLPlatformOperator):
         self.log.info(
             "smoke test of %s/%s through the deployment header passed", self.endpoint_name, self.deployment_name
         )
-
-
-WARM_UP_REQUESTS_PER_WORKER = 5
-
-
-def _decisions(state: RolloutState) -> list[dict[str, Any]]:
-    return [d.to_dict() for d in state.history]
 
 
 class RollBackRejectedRolloutOperator(MLPlatformOperator):
