@@ -191,7 +191,7 @@ def test_connections_point_at_compose_services_on_the_ports_they_listen_on(
         for key, value in environment(services["airflow-scheduler"]).items()
         if key.startswith("AIRFLOW_CONN_")
     }
-    assert {"AIRFLOW_CONN_DEPLOYFLOW_LOCAL", "AIRFLOW_CONN_WASB_DEFAULT"} <= connections.keys()
+    assert {"AIRFLOW_CONN_DEPLOYFLOW_LOCAL", "AIRFLOW_CONN_DEPLOYFLOW_BLOB"} <= connections.keys()
     problems = []
     for key, value in connections.items():
         endpoints = connection_endpoints(value)
@@ -228,7 +228,7 @@ def test_runtime_reports_scoring_uris_the_airflow_containers_can_reach(services:
 
 
 def test_wasb_connection_targets_azurite_blob_service(services: dict[str, Service]) -> None:
-    value = environment(services["airflow-scheduler"])["AIRFLOW_CONN_WASB_DEFAULT"]
+    value = environment(services["airflow-scheduler"])["AIRFLOW_CONN_DEPLOYFLOW_BLOB"]
     blob_port = int(command_option(services["azurite"], "--blobPort"))
     assert connection_endpoints(value) == {("azurite", blob_port)}, value
     assert "AccountName=devstoreaccount1" in value
@@ -262,3 +262,17 @@ def test_dockerfile_installs_requirements_and_ends_as_the_airflow_user() -> None
     assert re.search(r"^RUN\s+pip install\b.*-r\s+\S*requirements\.txt", dockerfile, re.M)
     users = re.findall(r"^USER\s+(\S+)", dockerfile, re.M)
     assert users and users[-1] == "airflow", f"the image must not run as {users[-1] if users else 'root'}"
+
+
+def test_every_connection_a_batch_use_case_names_is_defined_for_the_airflow_services(
+    services: dict[str, Service],
+) -> None:
+    defined = {
+        name.removeprefix("AIRFLOW_CONN_").lower()
+        for name in environment(services["airflow-scheduler"])
+        if name.startswith("AIRFLOW_CONN_")
+    }
+    for config in sorted((REPO_ROOT / "include" / "batch").glob("*.json")):
+        use_case = json.loads(config.read_text())
+        for key in ("ml_platform_conn_id", "storage_conn_id"):
+            assert use_case[key] in defined, f"{config.name}: {key} {use_case[key]!r} is not defined in compose"
