@@ -147,3 +147,40 @@ def test_a_retried_rollout_resumes_from_the_traffic_it_finds(client: LocalRuntim
     decisions = xcom(dag_run, "promote")["decisions"]
     assert [d["step_index"] for d in decisions] == [1, 2]  # the mirror step is behind it: not redone
     assert client.get_endpoint("ro-resume")["traffic"] == {"green": 100}
+
+
+def approval_dag(endpoint: str, answer: str) -> DAG:
+    """promote stops at the approval step; a stand-in for the HITL task answers; the rollout goes on."""
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    plan = {**QUICK_PLAN, "steps": ["traffic 10% 3s", "approve", "traffic 100%"]}
+    common = {"endpoint_name": endpoint, "model": "diabetes:1", "package_path": str(SAMPLE_MODEL), "plan": plan,
+              "approval": True, "probe_rate": 30, "instance_resources": {"cpu": 0.5, "memory_gb": 1.0}}  # fmt: skip
+    with DAG(f"approval_{endpoint}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+        promote = RolloutOperator(task_id="promote", **common)
+        # The same value ApprovalOperator returns once a person answered in the UI.
+        approve_promotion = PythonOperator(
+            task_id="approve_promotion", python_callable=lambda: {"chosen_options": [answer], "params_input": {}}
+        )
+        continue_promotion = RolloutOperator(
+            task_id="continue_promotion", approval_task_id="approve_promotion", resume_task_id="promote", **common
+        )
+        promote >> approve_promotion >> continue_promotion
+    return dag
+
+
+@pytest.mark.parametrize(("answer", "expected"), [("Approve", {"green": 100}), ("Reject", {"blue": 100})])
+def test_an_approval_step_waits_for_the_answer_and_a_rejection_rolls_back(
+    client: LocalRuntimeClient, answer: str, expected: dict[str, int]
+) -> None:
+    name = f"ro-{answer.lower()}"
+    serving_endpoint(client, name)
+
+    dag_run = run_dag(approval_dag(name, answer), retries=0)
+
+    states = task_states(dag_run)
+    assert states["promote"] == "success"
+    paused = xcom(dag_run, "promote")
+    assert paused["status"] == "awaiting_approval" and paused["new"] == "green"
+    assert states["continue_promotion"] == ("success" if answer == "Approve" else "failed")
+    assert client.get_endpoint(name)["traffic"] == expected
