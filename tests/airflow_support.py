@@ -33,6 +33,18 @@ def local_connection(runtime: RuntimeProcess, conn_id: str = LOCAL_CONN_ID) -> I
             os.environ[variable] = previous
 
 
+@contextmanager
+def connected_runtime(data_dir: Path, conn_id: str = LOCAL_CONN_ID) -> Iterator[RuntimeProcess]:
+    """A real runtime for a test module, with an Airflow connection (`deployflow_local`) pointing at it."""
+    runtime = RuntimeProcess(data_dir)
+    runtime.start()
+    try:
+        with local_connection(runtime, conn_id):
+            yield runtime
+    finally:
+        runtime.stop()
+
+
 def run_dag(dag: Any, conf: dict[str, Any] | None = None, *, retries: int | None = None) -> Any:
     """Run the DAG to its end with `dag.test()`; ``retries`` overrides every task's (0: fail at once).
 

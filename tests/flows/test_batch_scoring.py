@@ -18,10 +18,9 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from deployflow.batch.config import CONFIG_DIR, load_use_case
 from deployflow.batch.manifest import parse_manifest
 from deployflow.local.client import LocalRuntimeClient
-from tests.airflow_support import local_connection, run_dag, task_states, xcom
+from tests.airflow_support import connected_runtime, run_dag, task_states, xcom
 from tests.azurite import azurite_blob
 from tests.runtime.batch_support import SAMPLE_DATA, parse_predictions
-from tests.runtime.support import RuntimeProcess
 
 pytestmark = pytest.mark.slow
 
@@ -48,13 +47,9 @@ def storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlobServiceCli
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntimeClient]:
-    runtime = RuntimeProcess(tmp_path_factory.mktemp("batch-flow") / "data")
-    runtime.start()
-    try:
-        with local_connection(runtime, CASE.ml_platform_conn_id), runtime.client() as client:
-            yield client
-    finally:
-        runtime.stop()
+    data_dir = tmp_path_factory.mktemp("batch-flow") / "data"
+    with connected_runtime(data_dir, CASE.ml_platform_conn_id) as runtime, runtime.client() as client:
+        yield client
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 
 from deployflow.local.client import LocalRuntimeClient, RuntimeClientError
 from deployflow.runtime.environments import EnvironmentCache
-from tests.airflow_support import local_connection, run_dag, task_states, xcom
+from tests.airflow_support import connected_runtime, run_dag, task_states, xcom
 from tests.runtime.support import ENV_CACHE, SAMPLE_MODEL, RuntimeProcess
 
 pytestmark = pytest.mark.slow
@@ -20,13 +20,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
-    runtime = RuntimeProcess(tmp_path_factory.mktemp("realtime") / "data")
-    runtime.start()
-    try:
-        with local_connection(runtime):
-            yield runtime
-    finally:
-        runtime.stop()
+    with connected_runtime(tmp_path_factory.mktemp("realtime") / "data") as runtime:
+        yield runtime
 
 
 @pytest.fixture

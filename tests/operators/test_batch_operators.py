@@ -24,10 +24,10 @@ from deployflow.local.client import LocalRuntimeClient
 from deployflow.operators.batch import JOB_XCOM_KEY, BatchScoringOperator
 from deployflow.triggers.batch import BatchJobStateTrigger
 from deployflow.triggers.blob import NewBlobsTrigger
-from tests.airflow_support import local_connection
+from tests.airflow_support import connected_runtime
 from tests.azurite import azurite_blob
 from tests.runtime.batch_support import HANGING_SCRIPT, SAMPLE_DATA, job_document, scoring_package
-from tests.runtime.support import SAMPLE_MODEL, RuntimeProcess
+from tests.runtime.support import SAMPLE_MODEL
 
 pytestmark = pytest.mark.slow
 WASB_CONN_ID = "batch_ops_blob"
@@ -47,14 +47,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlobServiceCli
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntimeClient]:
-    runtime = RuntimeProcess(tmp_path_factory.mktemp("batch-ops") / "data")
-    runtime.start()
-    try:
-        with local_connection(runtime), runtime.client() as client:
-            client.register_model("diabetes", SAMPLE_MODEL, version="1")
-            yield client
-    finally:
-        runtime.stop()
+    with connected_runtime(tmp_path_factory.mktemp("batch-ops") / "data") as runtime, runtime.client() as client:
+        client.register_model("diabetes", SAMPLE_MODEL, version="1")
+        yield client
 
 
 def round_trip(trigger: Any) -> Any:

@@ -12,8 +12,8 @@ from airflow.sdk import DAG
 
 from deployflow.local.client import LocalRuntimeClient
 from deployflow.operators.load import ProfileOperator, StressTestOperator
-from tests.airflow_support import local_connection, run_dag, task_states, xcom
-from tests.runtime.support import SAMPLE_MODEL, RuntimeProcess, deploy
+from tests.airflow_support import connected_runtime, run_dag, task_states, xcom
+from tests.runtime.support import SAMPLE_MODEL, deploy
 
 pytestmark = pytest.mark.slow
 ENDPOINT = "load-ops"
@@ -21,17 +21,12 @@ ENDPOINT = "load-ops"
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntimeClient]:
-    runtime = RuntimeProcess(tmp_path_factory.mktemp("load") / "data")
-    runtime.start()
-    try:
-        with local_connection(runtime), runtime.client() as client:
-            client.register_model("diabetes", SAMPLE_MODEL)
-            client.put_endpoint(ENDPOINT, compute="test")
-            deploy(client, ENDPOINT, "blue")
-            client.set_traffic(ENDPOINT, {"blue": 100})
-            yield client
-    finally:
-        runtime.stop()
+    with connected_runtime(tmp_path_factory.mktemp("load") / "data") as runtime, runtime.client() as client:
+        client.register_model("diabetes", SAMPLE_MODEL)
+        client.put_endpoint(ENDPOINT, compute="test")
+        deploy(client, ENDPOINT, "blue")
+        client.set_traffic(ENDPOINT, {"blue": 100})
+        yield client
 
 
 def test_stress_test_passes_a_reachable_slo_and_fails_an_impossible_one(client, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from deployflow.operators.deployment import (
     SmokeTestOperator,
 )
 from deployflow.triggers.ml_platform import DeploymentStateTrigger
-from tests.airflow_support import local_connection, run_dag, task_states
+from tests.airflow_support import connected_runtime, run_dag, task_states
 from tests.runtime.support import SAMPLE_MODEL, RuntimeProcess, deploy
 
 pytestmark = pytest.mark.slow
@@ -29,13 +29,8 @@ ENDPOINT = "ops-local"
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
-    runtime = RuntimeProcess(tmp_path_factory.mktemp("ops") / "data")
-    runtime.start()
-    try:
-        with local_connection(runtime):
-            yield runtime
-    finally:
-        runtime.stop()
+    with connected_runtime(tmp_path_factory.mktemp("ops") / "data") as runtime:
+        yield runtime
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from airflow.sdk import DAG
 from deployflow.loadtest import LoadResult, RequestSpec, Schedule, run_open_loop
 from deployflow.local.client import LocalRuntimeClient
 from deployflow.operators.rollout import RolloutOperator
-from tests.airflow_support import local_connection, run_dag, task_states, xcom
+from tests.airflow_support import connected_runtime, run_dag, task_states, xcom
 from tests.runtime.support import SAMPLE_MODEL, RuntimeProcess, deploy
 
 pytestmark = pytest.mark.slow
@@ -35,13 +35,8 @@ BAD_SCORE = {
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
-    runtime = RuntimeProcess(tmp_path_factory.mktemp("rollout") / "data")
-    runtime.start()
-    try:
-        with local_connection(runtime):
-            yield runtime
-    finally:
-        runtime.stop()
+    with connected_runtime(tmp_path_factory.mktemp("rollout") / "data") as runtime:
+        yield runtime
 
 
 @pytest.fixture
