@@ -5,6 +5,8 @@ One DAG per use case in `include/batch/*.json`. A run starts on the use case's c
 and, when `watch` is on, as soon as new blobs land in the input folder (an `AssetWatcher`
 whose trigger compares the folder with the manifest).
 
+0. **wait_for_blobs** — the provider's `WasbPrefixSensor`, deferrable: a run waits in the
+   triggerer until the input prefix holds a blob (skipped when none arrives in time).
 1. **find_new_blobs** — input blobs not in `<output prefix>/_manifest.json` (or changed since,
    by etag); none skips the run.
 2. **data_factory** — the configured Azure Data Factory pipeline (deferrable), or a logged skip.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from airflow.providers.microsoft.azure.sensors.wasb import WasbPrefixSensor
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable, task
 
 from deployflow.batch.config import BatchUseCase, join_blob_path, load_use_cases
@@ -105,6 +108,16 @@ def build_dag(case: BatchUseCase) -> DAG:
         default_args={"retries": 1, "owner": "deployflow"},
         user_defined_macros={"run_key": run_key, "batch_job_name": job_name},
     ) as dag:
+        wait_for_blobs = WasbPrefixSensor(
+            task_id="wait_for_blobs",
+            container_name=case.input.container,
+            prefix=case.input.prefix,
+            wasb_conn_id=case.storage_conn_id,
+            deferrable=True,
+            poke_interval=case.watch_poll_interval_s,
+            timeout=case.wait_for_blobs_timeout_s,
+            soft_fail=True,
+        )
         find = FindNewBlobsOperator(
             task_id="find_new_blobs",
             container=case.input.container,
@@ -156,7 +169,7 @@ def build_dag(case: BatchUseCase) -> DAG:
         clean = DeleteBlobPrefixOperator(
             task_id="clean_staging", container=case.input.container, prefix=staging, **blob
         ).as_teardown(setups=stage)
-        find >> data_factory_task(case) >> stage >> score >> record >> clean
+        wait_for_blobs >> find >> data_factory_task(case) >> stage >> score >> record >> clean
         if case.register_model:
             model = case.model_ref
             register = RegisterModelOperator(

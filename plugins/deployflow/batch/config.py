@@ -75,6 +75,8 @@ class BatchUseCase(_Strict):
     schedule: str | None
     watch: bool = False
     watch_poll_interval_s: int = Field(default=60, ge=5)
+    #: how long a run waits, deferred, for the input prefix to hold any blob before it is skipped
+    wait_for_blobs_timeout_s: int = Field(default=3600, ge=1)
     ml_platform_conn_id: str = Field(min_length=1)
     storage_conn_id: str = Field(min_length=1)
     model: str
