@@ -26,6 +26,7 @@ from deployflow.packages import ModelPackage
 from deployflow.runtime.environments import EnvironmentCache
 
 DAG_ID = "realtime_deployment"
+BATCH_DAG_ID = "batch_scoring_diabetes"
 ENDPOINT = "diabetes"
 RUN_TIMEOUT_S = 1800
 FINISHED = ("success", "failed", "skipped", "upstream_failed")
@@ -59,26 +60,37 @@ class AirflowApi:
         token.raise_for_status()
         self.http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
 
-    def wait_for_dag(self, timeout_s: float = 180) -> None:
+    def wait_for_dag(self, dag_id: str = DAG_ID, timeout_s: float = 180) -> None:
         """Until the dag-processor has parsed the DAG; then unpause it."""
         deadline = time.monotonic() + timeout_s
-        while self.http.get(f"/api/v2/dags/{DAG_ID}").status_code != 200:
+        while self.http.get(f"/api/v2/dags/{dag_id}").status_code != 200:
             if time.monotonic() > deadline:
-                raise SystemExit(f"Airflow has not parsed {DAG_ID} within {timeout_s:g} s; see .deployflow/logs/")
+                raise SystemExit(f"Airflow has not parsed {dag_id} within {timeout_s:g} s; see .deployflow/logs/")
             time.sleep(1)
-        self.http.patch(f"/api/v2/dags/{DAG_ID}", json={"is_paused": False}).raise_for_status()
+        self.http.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        response = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"order_by": "-run_after"})
+        response.raise_for_status()
+        return response.json()["dag_runs"]
 
     def run(self, conf: dict[str, Any], label: str) -> dict[str, Any]:
-        """Trigger the DAG, print each task as it ends, and return the summary task's value."""
+        """Trigger the real-time DAG, print each task as it ends, and return the summary task's value."""
         response = self.http.post(f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf})
         response.raise_for_status()
         run_id = response.json()["dag_run_id"]
         print(f"\n{label}: DAG run {run_id} (watch it in the UI)", flush=True)
+        self.follow(DAG_ID, run_id, label)
+        return self._summary(run_id)
+
+    def follow(self, dag_id: str, run_id: str, label: str) -> None:
+        """Print each task of the run as it ends; return when the run succeeded, exit when it failed."""
         seen: set[str] = set()
+        base = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while time.monotonic() < deadline:
-            state = self.http.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}").json()["state"]
-            tasks = self.http.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
+            state = self.http.get(base).json()["state"]
+            tasks = self.http.get(f"{base}/taskInstances").json()["task_instances"]
             for ti in sorted(tasks, key=lambda t: t["end_date"] or ""):
                 if ti["state"] in FINISHED and ti["task_id"] not in seen:
                     seen.add(ti["task_id"])
@@ -86,7 +98,7 @@ class AirflowApi:
             if state == "failed":
                 raise SystemExit(f"{label} failed: open the run in the UI for the failed task's log")
             if state == "success":
-                return self._summary(run_id)
+                return
             time.sleep(2)
         raise SystemExit(f"{label} did not finish within {RUN_TIMEOUT_S} s")
 
@@ -132,6 +144,18 @@ def write_private_json(path: Path, document: object) -> None:
     tmp.replace(path)
 
 
+def _batch(api: AirflowApi, azurite_port: int, sample: Path) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    from deployflow.azurite import connection_string
+    from deployflow.batch.config import load_use_cases
+    from deployflow.local.batch_demo import drop_and_watch
+
+    case = next(c for c in load_use_cases() if c.dag_id == BATCH_DAG_ID)
+    with BlobServiceClient.from_connection_string(connection_string(azurite_port)) as storage:
+        drop_and_watch(api, case, storage, sample)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deployflow.local.demo", description=__doc__)
     parser.add_argument("--airflow-url", required=True)
@@ -141,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--package", type=Path, required=True)
     parser.add_argument("--workdir", type=Path, required=True, help="where the second version is built")
     parser.add_argument("--keys-dir", type=Path, required=True)
+    parser.add_argument("--azurite-port", type=int, required=True)
+    parser.add_argument("--batch-sample", type=Path, required=True, help="a CSV to drop into Azurite")
     args = parser.parse_args(argv)
 
     releases = [("release 1", args.package.resolve()), ("release 2", second_version(args.package, args.workdir))]
@@ -172,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Try it           curl -s {endpoint['scoring_uri']} -H 'Content-Type: application/json' \\")
     print(f'                   -H "Authorization: Bearer $(jq -r .primary_key {keys_file})" \\')
     print(f"                   -d @{args.package.resolve() / 'sample-request.json'}")
+    _batch(api, args.azurite_port, args.batch_sample)
     return 0
 
 

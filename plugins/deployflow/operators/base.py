@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 from deployflow.hooks.ml_platform import DEFAULT_CONN_ID, MLPlatformHook
 from deployflow.platform.base import MLPlatform
+from deployflow.platform.errors import PlatformError
 
 
 class MLPlatformOperator(BaseOperator):
@@ -28,3 +31,16 @@ class MLPlatformOperator(BaseOperator):
     @property
     def platform(self) -> MLPlatform:
         return self.hook.platform
+
+
+@contextmanager
+def refused_requests_fail_the_task() -> Iterator[None]:
+    """A spec the platform refuses (4xx, or invalid before sending) fails the task without retries."""
+    try:
+        yield
+    except ValueError as e:
+        raise AirflowFailException(str(e)) from e
+    except PlatformError as e:
+        if e.status_code is not None and 400 <= e.status_code < 500 and e.status_code not in (408, 429):
+            raise AirflowFailException(str(e)) from e
+        raise

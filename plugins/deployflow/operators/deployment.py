@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from airflow.sdk import Context, conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException
 
-from deployflow.operators.base import MLPlatformOperator
+from deployflow.operators.base import MLPlatformOperator, refused_requests_fail_the_task
 from deployflow.packages import ModelPackage
 from deployflow.platform.errors import PlatformError, PlatformNotFoundError
 from deployflow.platform.specs import (
@@ -26,19 +25,6 @@ from deployflow.smoke import DEFAULT_ABS_TOL, DEFAULT_REL_TOL, compare_responses
 from deployflow.triggers.ml_platform import DeploymentStateTrigger
 
 LOG_TAIL_LINES = 40
-
-
-@contextmanager
-def refused_requests_fail_the_task() -> Iterator[None]:
-    """A spec the platform refuses (4xx, or invalid before sending) fails the task without retries."""
-    try:
-        yield
-    except ValueError as e:
-        raise AirflowFailException(str(e)) from e
-    except PlatformError as e:
-        if e.status_code is not None and 400 <= e.status_code < 500 and e.status_code not in (408, 429):
-            raise AirflowFailException(str(e)) from e
-        raise
 
 
 def _log_tail(operator: MLPlatformOperator, endpoint: str, deployment: str) -> str:

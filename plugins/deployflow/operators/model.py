@@ -9,7 +9,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from deployflow.operators.base import MLPlatformOperator
+from deployflow.operators.base import MLPlatformOperator, refused_requests_fail_the_task
 from deployflow.packages import ModelPackageError
 from deployflow.smoke import DEFAULT_ABS_TOL, DEFAULT_REL_TOL
 from deployflow.validation import validate_package
@@ -90,8 +90,9 @@ class RegisterModelOperator(MLPlatformOperator):
         self.description = description
 
     def execute(self, context: Context) -> str:
-        model = self.platform.register_model(
-            self.model_name, self.package_path, version=self.version or None, description=self.description
-        )
+        with refused_requests_fail_the_task():  # e.g. the version exists with other content: a retry cannot help
+            model = self.platform.register_model(
+                self.model_name, self.package_path, version=self.version or None, description=self.description
+            )
         self.log.info("registered model %s from %s on %s", model, self.package_path, self.platform.kind)
         return str(model)
