@@ -180,7 +180,8 @@ def test_a_watched_use_case_runs_on_its_cron_or_on_new_blobs(tmp_path: Path) -> 
     assert isinstance(trigger, NewBlobsTrigger)
     assert trigger.serialize()[1] == {
         "wasb_conn_id": "deployflow_blob", "container": "landing", "prefix": "diabetes/incoming",
-        "manifest_container": "scored", "manifest_blob": "diabetes/_manifest.json", "poll_interval": 30,
+        "manifest_container": "scored", "manifest_blob": "diabetes/_manifest.json",
+        "poll_interval": case.watch_poll_interval_s,
     }  # fmt: skip
     assert list(module.build_dag(case.model_copy(update={"schedule": None})).timetable.asset_condition.objects) == [
         asset
