@@ -288,10 +288,13 @@ def test_restart_restores_endpoints_with_the_same_url_and_keys(
 ) -> None:
     keys = client.keys(ENDPOINT)
     pids = [i["pid"] for i in client.get_deployment(ENDPOINT, "blue")["instances"]]
+    # the replicas' own processes and the server workers each forked
+    family = {p for pid in pids for p in [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]}
+    assert len(family) > len(pids), "expected the scoring servers to have worker processes"
     runtime.stop(signal.SIGKILL)
     deadline = time.monotonic() + 15
-    while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids):
-        assert time.monotonic() < deadline, "replicas outlived the killed runtime"
+    while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in family):
+        assert time.monotonic() < deadline, "replicas or their workers outlived the killed runtime"
         time.sleep(0.1)
     runtime.start()
     with runtime.client() as fresh:
