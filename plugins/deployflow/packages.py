@@ -74,6 +74,10 @@ class ModelPackage:
     def sample_request(self) -> Any:
         return self._json(SAMPLE_REQUEST)
 
+    def sample_request_body(self) -> bytes:
+        """The sample request as sent on the wire: the file's own bytes (load() checked it is JSON)."""
+        return (self.path / SAMPLE_REQUEST).read_bytes()
+
     def sample_response(self) -> Any:
         return self._json(SAMPLE_RESPONSE)
 

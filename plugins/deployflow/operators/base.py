@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
@@ -31,6 +32,13 @@ class MLPlatformOperator(BaseOperator):
     @property
     def platform(self) -> MLPlatform:
         return self.hook.platform
+
+
+def rendered_json(value: Any, default: Any = None) -> Any:
+    """A templated object field: the object itself (native rendering), or its JSON text; empty gives ``default``."""
+    if value is None or value == "":
+        return default
+    return json.loads(value) if isinstance(value, str) else value
 
 
 @contextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -10,7 +9,7 @@ from typing import Any, NoReturn
 from airflow.sdk import Context, conf
 from airflow.sdk.exceptions import AirflowException
 
-from deployflow.operators.base import MLPlatformOperator, refused_requests_fail_the_task
+from deployflow.operators.base import MLPlatformOperator, refused_requests_fail_the_task, rendered_json
 from deployflow.packages import ModelPackage
 from deployflow.platform.errors import PlatformError, PlatformNotFoundError
 from deployflow.platform.specs import (
@@ -21,7 +20,7 @@ from deployflow.platform.specs import (
     RequestSettings,
     Resources,
 )
-from deployflow.smoke import DEFAULT_ABS_TOL, DEFAULT_REL_TOL, compare_responses
+from deployflow.smoke import DEFAULT_ABS_TOL, DEFAULT_REL_TOL, smoke_test_deployment
 from deployflow.triggers.ml_platform import DeploymentStateTrigger
 
 LOG_TAIL_LINES = 40
@@ -102,8 +101,7 @@ class CreateDeploymentOperator(MLPlatformOperator):
 
     def spec(self) -> DeploymentSpec:
         """The typed spec from the rendered fields (templated numbers arrive as strings)."""
-        resources = self.instance_resources
-        resources = resources if isinstance(resources, dict) else json.loads(resources)
+        resources = rendered_json(self.instance_resources, {})
         return DeploymentSpec(
             endpoint=self.endpoint_name,
             name=self.deployment_name,
@@ -252,23 +250,17 @@ class SmokeTestOperator(MLPlatformOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         request, expected = self._samples()
         target = f"{self.endpoint_name}/{self.deployment_name}"
-        result = self.platform.invoke(
-            self.endpoint_name, request, deployment=self.deployment_name, timeout_s=self.timeout_s
+        result, problems = smoke_test_deployment(
+            self.platform,
+            self.endpoint_name,
+            self.deployment_name,
+            request,
+            expected,
+            rel_tol=float(self.rel_tol),
+            abs_tol=float(self.abs_tol),
+            check_malformed_input=self.check_malformed_input,
+            timeout_s=self.timeout_s,
         )
-        problems = []
-        if result.status_code != 200:
-            problems.append(f"HTTP {result.status_code}: {str(result.body)[:500]}")
-        elif result.deployment not in (None, self.deployment_name):
-            problems.append(f"answered by deployment {result.deployment}, not {self.deployment_name}")
-        else:
-            tolerance = {"rel_tol": float(self.rel_tol), "abs_tol": float(self.abs_tol)}
-            problems += compare_responses(expected, result.body, **tolerance)
-        if self.check_malformed_input:
-            bad = self.platform.invoke(
-                self.endpoint_name, b"{not json", deployment=self.deployment_name, timeout_s=self.timeout_s
-            )
-            if not 400 <= bad.status_code < 500:
-                problems.append(f"a malformed request got HTTP {bad.status_code}, not a 4xx: {str(bad.body)[:300]}")
         if problems:
             listed = "\n  ".join(problems[:20])
             raise AirflowException(f"smoke test of {target} failed:\n  {listed}")

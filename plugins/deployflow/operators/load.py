@@ -12,7 +12,7 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from deployflow.loadtest import SLO, RequestSpec, Schedule, evaluate_slo, run_open_loop
-from deployflow.operators.base import MLPlatformOperator
+from deployflow.operators.base import MLPlatformOperator, rendered_json
 from deployflow.packages import ModelPackage
 from deployflow.platform.errors import PlatformError
 from deployflow.platform.specs import DEPLOYMENT_HEADER, ModelRef
@@ -21,13 +21,8 @@ from deployflow.reports import report_path, write_atomically, write_json
 DEFAULTS_FILE = Path(__file__).resolve().parents[3] / "include" / "profiling" / "defaults.json"
 
 
-def _as_dict(value: Any) -> dict[str, Any]:
-    """A templated dict arrives as a dict (native rendering) or as JSON text."""
-    return value if isinstance(value, dict) else json.loads(value)
-
-
 def _slo(value: Any) -> SLO:
-    data = _as_dict(value)
+    data = rendered_json(value, {})
     try:
         return SLO(**data)
     except TypeError as e:
@@ -86,7 +81,7 @@ class StressTestOperator(MLPlatformOperator):
 
     def _schedule(self) -> Schedule:
         if self.ramp:
-            ramp = _as_dict(self.ramp)
+            ramp = rendered_json(self.ramp, {})
             return Schedule.ramp(
                 float(ramp["start"]), float(ramp["end"]), float(ramp["duration_s"]), int(ramp.get("steps", 10))
             )
@@ -94,7 +89,7 @@ class StressTestOperator(MLPlatformOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         slo, schedule = _slo(self.slo), self._schedule()
-        body = json.dumps(ModelPackage.load(self.package_path).sample_request()).encode()
+        body = ModelPackage.load(self.package_path).sample_request_body()
         endpoint = self.platform.get_endpoint(self.endpoint_name)
         headers = {**self.platform.scoring_headers(self.endpoint_name), "Content-Type": "application/json"}
         if self.deployment_name:
@@ -196,19 +191,20 @@ class ProfileOperator(MLPlatformOperator):
         return json.loads(DEFAULTS_FILE.read_text())
 
     def _value(self, name: str) -> Any:
+        """The rendered field, or include/profiling/defaults.json's value when it was left empty."""
         value = getattr(self, name)
-        if value in (None, ""):
-            return self.defaults[name]
-        return json.loads(value) if isinstance(value, str) and name in ("candidates", "slo", "prices") else value
+        if name in ("candidates", "slo", "prices"):
+            value = rendered_json(value)
+        return self.defaults[name] if value in (None, "") else value
 
     def execute(self, context: Context) -> dict[str, Any]:
         from deployflow.profiling import Candidate, PriceTable, render_html
-        from deployflow.profiling.runner import ProfileSettings, load_request_body, run_profile
+        from deployflow.profiling.runner import ProfileSettings, run_profile
 
         try:
             candidates = [Candidate.from_dict(c) for c in self._value("candidates")]
             prices = PriceTable.from_dict(self._value("prices"))
-            settings = ProfileSettings(**_as_dict(self.settings or {}))
+            settings = ProfileSettings(**rendered_json(self.settings, {}))
             slo, target, headroom = (
                 _slo(self._value("slo")),
                 float(self._value("target_rate")),
@@ -216,7 +212,7 @@ class ProfileOperator(MLPlatformOperator):
             )
         except (ValueError, TypeError) as e:
             raise AirflowFailException(f"profile inputs: {e}") from e
-        body = load_request_body(ModelPackage.load(self.package_path).sample_request())
+        body = ModelPackage.load(self.package_path).sample_request_body()
         try:
             run = run_profile(
                 self.platform,

@@ -7,7 +7,6 @@ resumes where the endpoint really is, and it rolls back on its own when a gate f
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -17,7 +16,7 @@ from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from deployflow.operators.base import MLPlatformOperator
+from deployflow.operators.base import MLPlatformOperator, rendered_json
 from deployflow.packages import ModelPackage
 from deployflow.platform.base import MLPlatform
 from deployflow.platform.errors import PlatformError, PlatformNotFoundError
@@ -37,9 +36,9 @@ from deployflow.rollout import (
     RolloutStateError,
     load_plan,
 )
-from deployflow.rollout.probe import Probe, request_body
+from deployflow.rollout.probe import Probe
 from deployflow.rollout.runner import RolledBack, drive_rollout, roll_back
-from deployflow.smoke import compare_responses
+from deployflow.smoke import smoke_test_deployment
 
 AWAITING_APPROVAL = "awaiting_approval"
 COMPLETED = "completed"
@@ -140,7 +139,7 @@ class RolloutOperator(MLPlatformOperator):
     # ---- inputs ---------------------------------------------------------------------------
 
     def _plan(self, kubernetes_endpoint: bool) -> RolloutPlan:
-        overrides = self.plan if isinstance(self.plan, dict) else json.loads(self.plan or "{}")
+        overrides = rendered_json(self.plan, {})
         try:
             plan = load_plan().override(overrides)
         except RolloutPlanError as e:
@@ -156,10 +155,9 @@ class RolloutOperator(MLPlatformOperator):
 
     def _spec(self) -> DeploymentSpec:
         """The new deployment: sized by the profile's recommendation when given, else by the fields."""
-        resources = self.instance_resources
-        resources = resources if isinstance(resources, dict) else json.loads(resources)
+        resources = rendered_json(self.instance_resources, {})
         instances, workers = int(self.instance_count), int(self.worker_count)
-        profile = self.profile if isinstance(self.profile, dict) else json.loads(self.profile or "null")
+        profile = rendered_json(self.profile)
         if profile:
             resources = {
                 "cpu": profile.get("recommendedCpu"),
@@ -213,7 +211,7 @@ class RolloutOperator(MLPlatformOperator):
             platform.set_traffic(endpoint, traffic={new: 100}, mirror_traffic={})
             return {**summary, "status": FIRST_RELEASE, "decisions": []}
         plan = self._plan(kubernetes_endpoint=bool(state_now.compute))
-        probe = Probe(platform, endpoint, request_body(package.sample_request()), rate=float(self.probe_rate))
+        probe = Probe(platform, endpoint, package.sample_request_body(), rate=float(self.probe_rate))
         return self._run_plan(context, RolloutState(plan), probe, summary)
 
     def _run_plan(self, context: Context, state: RolloutState, probe: Probe, summary: dict[str, Any]) -> dict[str, Any]:
@@ -321,9 +319,14 @@ class RolloutOperator(MLPlatformOperator):
         self.log.info("warmed up %s with %d requests (%d answered 2xx)", self.deployment_name, count, answered)
 
     def _smoke_test(self, platform: MLPlatform, package: ModelPackage) -> None:
-        result = platform.invoke(self.endpoint_name, package.sample_request(), deployment=self.deployment_name)
-        problems = [f"HTTP {result.status_code}"] if result.status_code != 200 else []
-        problems += compare_responses(package.sample_response(), result.body) if not problems else []
+        _, problems = smoke_test_deployment(
+            platform,
+            self.endpoint_name,
+            self.deployment_name,
+            package.sample_request(),
+            package.sample_response(),
+            check_malformed_input=False,
+        )
         if problems:
             platform.delete_deployment(self.endpoint_name, self.deployment_name)
             raise AirflowException(

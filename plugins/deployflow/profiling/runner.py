@@ -8,7 +8,6 @@ happens, so a failed or killed profile leaves no deployment behind.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -179,8 +178,3 @@ def _usage_meter(platform: MLPlatform, endpoint: str, name: str) -> Callable[[],
 
     read()  # the baseline before the first step
     return read
-
-
-def load_request_body(package_sample: Any) -> bytes:
-    """The scoring request the profile sends: the package's sample request, as JSON bytes."""
-    return package_sample if isinstance(package_sample, bytes) else json.dumps(package_sample).encode()

@@ -8,7 +8,6 @@ gate's ``WindowStats``. The probe never changes traffic; it only reads.
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -61,7 +60,3 @@ class Probe:
         with ThreadPoolExecutor(max_workers=len(names)) as pool:
             stats = list(pool.map(run, names))
         return stats[0], (stats[1] if old is not None else None)
-
-
-def request_body(sample: object) -> bytes:
-    return sample if isinstance(sample, bytes) else json.dumps(sample).encode()
