@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -71,13 +72,33 @@ def input_folder(folder: Path, *, extra: dict[str, str] | None = None) -> Path:
 
 
 def worker_processes(job_id: str) -> list[psutil.Process]:
-    """Live batch-worker processes of one job, found by their command line."""
+    """Live batch-worker processes of one job, spawned or forked from a template: their stderr is the job's
+    worker log (a forked worker keeps its template's command line, so that cannot tell)."""
     found = []
-    for process in psutil.process_iter(["cmdline", "status"]):
-        cmdline = process.info["cmdline"] or []
+    for process in psutil.process_iter(["status"]):
         if process.info["status"] == psutil.STATUS_ZOMBIE:
             continue
-        if job_id in cmdline and any(arg.endswith("batch_worker.py") for arg in cmdline):
+        try:
+            stderr = os.readlink(f"/proc/{process.pid}/fd/2")
+        except OSError:
+            continue
+        if f"/jobs/{job_id}/worker-" in stderr:
+            found.append(process)
+    return found
+
+
+def template_processes(data_dir: Path) -> list[psutil.Process]:
+    """Live worker templates of the runtime that keeps its data in ``data_dir`` (their stderr is their log)."""
+    found = []
+    logs = str(data_dir / "logs" / "batch-templates")
+    for process in psutil.process_iter(["status"]):
+        if process.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            stderr = os.readlink(f"/proc/{process.pid}/fd/2")
+        except OSError:
+            continue
+        if stderr.startswith(logs):
             found.append(process)
     return found
 

@@ -6,7 +6,13 @@ import argparse
 import logging
 from pathlib import Path
 
-from deployflow.runtime.config import DEFAULT_CONTROL_PORT, DEFAULT_ROUTER_PORT, LOOPBACK, RuntimeConfig
+from deployflow.runtime.config import (
+    DEFAULT_BATCH_WARM_IDLE_S,
+    DEFAULT_CONTROL_PORT,
+    DEFAULT_ROUTER_PORT,
+    LOOPBACK,
+    RuntimeConfig,
+)
 from deployflow.runtime.resources import Enforcement
 from deployflow.runtime.server import run
 
@@ -23,6 +29,11 @@ def parse_args(argv: list[str] | None = None) -> RuntimeConfig:
         "--enforcement", choices=[e.value for e in Enforcement if e is not Enforcement.NONE],
         help="force a resource enforcement (default: the strongest this machine allows)",
     )  # fmt: skip
+    parser.add_argument(
+        "--batch-warm-idle-s", type=float, default=DEFAULT_BATCH_WARM_IDLE_S,
+        help="seconds a batch environment's warm worker template outlives its last job; 0 starts every worker "
+        f"as a fresh process (default: {DEFAULT_BATCH_WARM_IDLE_S:g})",
+    )  # fmt: skip
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -33,6 +44,7 @@ def parse_args(argv: list[str] | None = None) -> RuntimeConfig:
         router_port=args.router_port,
         advertise_host=args.advertise_host,
         env_cache_dir=args.env_cache_dir.resolve() if args.env_cache_dir else None,
+        batch_warm_idle_s=max(args.batch_warm_idle_s, 0.0),
         enforcement=Enforcement(args.enforcement) if args.enforcement else None,
     )
 

@@ -14,6 +14,9 @@ DEFAULT_ROUTER_PORT = 7071
 # Azure ML online endpoints accept request bodies up to 1.5 MB.
 DEFAULT_MAX_BODY_BYTES = 1_500_000
 DEFAULT_LOG_CAP_BYTES = 5 * 1024 * 1024
+# How long a batch environment's warm worker template outlives its last job (0: no templates,
+# every worker a fresh process). Azure ML's AmlCompute keeps idle nodes 120 s by default.
+DEFAULT_BATCH_WARM_IDLE_S = 600.0
 TOKEN_ENV = "DEPLOYFLOW_RUNTIME_TOKEN"
 TOKEN_FILE = "admin-token"
 
@@ -30,6 +33,7 @@ class RuntimeConfig:
     env_cache_dir: Path | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES
+    batch_warm_idle_s: float = DEFAULT_BATCH_WARM_IDLE_S
     enforcement: Enforcement | None = None
 
     @property

@@ -17,13 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployflow.platform.batch import PREDICTIONS_FILE, SUMMARY_FILE
+from deployflow.runtime.config import DEFAULT_LOG_CAP_BYTES
+from deployflow.runtime.replicas import rotate_log
 from deployflow.runtime.schemas import Job
 from deployflow.runtime.storage import fetch, list_files, parse_location, publish
+from deployflow.runtime.templates import WorkerTemplates
 from deployflow.runtime.workers import Attempt, BatchWorker, WorkerInitError
 
 log = logging.getLogger(__name__)
 
 INIT_TIMEOUT_S = 600.0
+LOG_CAP_TICK_S = 1.0
 
 
 class JobLog:
@@ -74,9 +78,19 @@ class JobPlan:
 class JobRun:
     """Runs one job to completion; raises JobFailed, or CancelledError when canceled."""
 
-    def __init__(self, job: Job, plan: JobPlan, connection_string: str | None, job_log: JobLog) -> None:
+    def __init__(
+        self,
+        job: Job,
+        plan: JobPlan,
+        connection_string: str | None,
+        job_log: JobLog,
+        templates: WorkerTemplates | None = None,
+        log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES,
+    ) -> None:
         self.job = job
         self.plan = plan
+        self.templates = templates
+        self.log_cap_bytes = log_cap_bytes
         self.connection_string = connection_string
         self.job_log = job_log
         self.input = parse_location(job.input.uri)
@@ -93,9 +107,13 @@ class JobRun:
             batches = await self._plan_batches()
             slots = min(self.job.instance_count * self.job.max_concurrency_per_instance, len(batches))
             self.job_log.info("%d mini-batch(es) on %d worker(s)", len(batches), slots)
-            async with asyncio.TaskGroup() as group:
-                for slot in range(slots):
-                    group.create_task(self._slot(slot))
+            capping = asyncio.create_task(self._cap_worker_logs())
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for slot in range(slots):
+                        group.create_task(self._slot(slot))
+            finally:
+                capping.cancel()
         except ExceptionGroup as group:
             raise group.exceptions[0] from None
         finally:
@@ -127,7 +145,7 @@ class JobRun:
         except BaseException:
             worker = self.workers.pop(slot, None)
             if worker is not None:
-                worker.kill()
+                await worker.kill()
             raise
         worker = self.workers.pop(slot, None)
         if worker is not None:
@@ -161,7 +179,7 @@ class JobRun:
                 batch.index, ", ".join(batch.files), number + 1, 1 + spec.max_retries, _last_line(attempt.error),
             )  # fmt: skip
             if attempt.broken:
-                worker.kill()
+                await worker.kill()
         output.unlink(missing_ok=True)
         summary.failed += len(batch.files)
         summary.failed_files.extend(batch.files)
@@ -171,6 +189,13 @@ class JobRun:
                 f"{summary.failed} item(s) failed, more than error_threshold={spec.error_threshold}; "
                 f"first error: {self.errors[0]}. See the job's logs for the tracebacks"
             )
+
+    async def _cap_worker_logs(self) -> None:
+        """Keep each worker's log near the runtime's cap, as replica logs are: a chatty script cannot fill the disk."""
+        while True:
+            await asyncio.sleep(LOG_CAP_TICK_S)
+            for path in self.plan.log_dir.glob("worker-*.log"):
+                rotate_log(path, self.log_cap_bytes)
 
     def _new_worker(self, slot: int) -> BatchWorker:
         spec = self.job
@@ -183,7 +208,7 @@ class JobRun:
         }
         return BatchWorker(
             spec.id, slot, python=self.plan.python, script=self.plan.script, environment=environment,
-            log_path=self.plan.log_dir / f"worker-{slot}.log",
+            log_path=self.plan.log_dir / f"worker-{slot}.log", templates=self.templates,
         )  # fmt: skip
 
     def _publish(self, batches: list[MiniBatch]) -> None:

@@ -27,6 +27,7 @@ from deployflow.runtime.replicas import tail
 from deployflow.runtime.schemas import JOB_ACTIVE_STATUSES, Job, JobSpec, JobStatus, JobSummary, Model
 from deployflow.runtime.storage import StorageError, check_reachable, connection_string_for, parse_location
 from deployflow.runtime.store import Store
+from deployflow.runtime.templates import WorkerTemplates
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class JobService:
         self.environments = environments
         self.find_model = find_model
         self.records: dict[str, JobRecord] = {}
+        self.templates = WorkerTemplates(config.data_dir / "logs" / "batch-templates", config.batch_warm_idle_s)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -97,6 +99,7 @@ class JobService:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.templates.close()
 
     # ---- the API ---------------------------------------------------------------------
 
@@ -169,7 +172,8 @@ class JobService:
             job.status, job.started_at = JobStatus.RUNNING, _now()
             self._persist(job)
             plan = JobPlan(python, package / job.scoring_script, model_dir, work_dir, self._log_dir(job.id))
-            record.run = JobRun(job, plan, record.connection_string, job_log)
+            record.run = JobRun(job, plan, record.connection_string, job_log, self.templates,
+                                self.config.log_cap_bytes)  # fmt: skip
             await record.run.execute()
         except asyncio.CancelledError:
             if not record.cancel_requested:

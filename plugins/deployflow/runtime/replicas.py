@@ -204,16 +204,19 @@ class Replica:
             self.placement = None
 
     def rotate_log(self, cap_bytes: int) -> None:
-        """Keep the log near ``cap_bytes``: copy it aside and truncate it (the server appends)."""
-        try:
-            if self.log_path.stat().st_size <= cap_bytes:
-                return
-            previous = self.log_path.with_suffix(".log.1")
-            with open(self.log_path, "rb") as src, open(previous, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            os.truncate(self.log_path, 0)
-        except OSError as e:
-            log.warning("could not rotate %s: %s", self.log_path, e)
+        rotate_log(self.log_path, cap_bytes)
+
+
+def rotate_log(path: Path, cap_bytes: int) -> None:
+    """Keep a log near ``cap_bytes``: copy it to ``<name>.1`` and truncate it (its writer appends)."""
+    try:
+        if path.stat().st_size <= cap_bytes:
+            return
+        with open(path, "rb") as src, open(path.with_suffix(path.suffix + ".1"), "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.truncate(path, 0)
+    except OSError as e:
+        log.warning("could not rotate %s: %s", path, e)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -1,0 +1,337 @@
+"""Warm worker templates: one per model environment, kept while in use and stopped when idle.
+
+A template (``batch_template.py``) runs in the model's environment with the workers' exact
+environment variables, so what it imports is what a fresh worker would have imported. It
+learns what to import from the workers: each reports, once ready, the library modules its
+script and ``init()`` loaded; the template imports them when it has no workers running (so a
+job is never slowed by it), and the next job's workers start from there in milliseconds
+instead of about a second. A template unused for ``idle_s`` seconds is stopped, the local
+counterpart of a compute cluster scaling its idle nodes down.
+
+Anything that goes wrong with a template (it cannot start, it runs threads, a fork fails)
+makes the caller spawn a fresh worker instead, with a log line saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import hashlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deployflow.runtime.replicas import PR_SET_PDEATHSIG
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_SCRIPT = Path(__file__).with_name("batch_template.py")
+WORKER_SCRIPT = Path(__file__).with_name("batch_worker.py")
+START_TIMEOUT_S = 30.0
+PRELOAD_TIMEOUT_S = 300.0
+REPLY_TIMEOUT_S = 10.0
+MAX_MESSAGE = 1 << 20
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class TemplateError(RuntimeError):
+    """The template cannot fork workers; the caller spawns a fresh process instead."""
+
+
+@dataclass(frozen=True)
+class TemplateKey:
+    """What a template's imports depend on: the interpreter and every environment variable."""
+
+    python: Path
+    environment: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, python: Path, environment: Mapping[str, str]) -> TemplateKey:
+        return cls(python, tuple(sorted(environment.items())))
+
+
+class ForkedProcess:
+    """A worker forked by a template: its pid, and its exit code once the template has reaped it."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._exited: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+
+    @property
+    def returncode(self) -> int | None:
+        return self._exited.result() if self._exited.done() else None
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    async def wait(self, timeout_s: float) -> int | None:
+        """The exit code, or None if it is unknown (the template went away) or not in by ``timeout_s``."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._exited), timeout_s)
+        except TimeoutError:
+            return None
+
+    def exited(self, code: int | None) -> None:
+        if not self._exited.done():
+            self._exited.set_result(code)
+
+
+class WorkerTemplate:
+    """One template process and the workers it forked."""
+
+    def __init__(self, key: TemplateKey, log_path: Path) -> None:
+        self.key = key
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self.children: dict[int, ForkedProcess] = {}
+        self.preloaded: set[str] = set()
+        self.last_used = 0.0
+        self._socket: socket.socket | None = None
+        self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.preloading = False
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def busy(self) -> bool:
+        return any(child.returncode is None for child in self.children.values())
+
+    @property
+    def alive(self) -> bool:
+        return not self._closed and self.process is not None and self.process.poll() is None
+
+    async def start(self) -> None:
+        """Spawn on the event loop's thread (the death signal follows the spawning thread) and wait for it."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        parent = os.getpid()
+
+        def in_child() -> None:
+            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:
+                os._exit(1)
+
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(self.log_path, "ab") as log_file:
+                self.process = subprocess.Popen(
+                    [str(self.key.python), "-P", str(TEMPLATE_SCRIPT), str(WORKER_SCRIPT), str(theirs.fileno())],
+                    env=dict(self.key.environment),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=log_file,
+                    pass_fds=[theirs.fileno()],
+                    start_new_session=True,
+                    preexec_fn=in_child,  # noqa: PLW1509 - sets the death signal, as workers do
+                )
+        except OSError as e:
+            ours.close()
+            raise TemplateError(f"could not start the worker template: {e}") from e
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._socket = ours
+        asyncio.get_running_loop().add_reader(ours.fileno(), self._on_message)
+        ready = await self._reply(START_TIMEOUT_S)
+        if ready.get("event") != "ready":
+            self.close()
+            raise TemplateError(f"the worker template did not start; see {self.log_path}")
+        if ready.get("threads", 1) > 1:
+            self.close()
+            raise TemplateError(f"the worker template runs {ready['threads']} threads at start and cannot fork safely")
+        log.info("worker template %s started (pid %s)", self.log_path.stem, self.process.pid)
+
+    async def preload(self, modules: list[str]) -> None:
+        """Import these modules in the template; one that leaves it running threads makes it unfit to fork."""
+        wanted = [name for name in modules if name not in self.preloaded]
+        if not wanted:
+            return
+        self.preloading = True
+        try:
+            async with self._lock:
+                self._send({"op": "preload", "modules": wanted})
+                answer = await self._reply(PRELOAD_TIMEOUT_S)
+        finally:
+            self.preloading = False
+        self.preloaded.update(wanted)
+        if answer.get("threads", 1) > 1:
+            self.close()
+            raise TemplateError(
+                f"the worker template runs {answer['threads']} threads after importing the script's libraries, "
+                "and a process with threads cannot fork safely; workers start fresh instead"
+            )
+        log.info("worker template %s imported %d module(s) (%d failed)", self.log_path.stem,
+                 answer.get("imported", 0), answer.get("failed", 0))  # fmt: skip
+
+    async def fork(self, script: Path, job_id: str, cwd: Path, stdio: tuple[int, int, int]) -> ForkedProcess:
+        """A new worker with these fds as its stdin, stdout and stderr (the caller keeps its own copies)."""
+        async with self._lock:
+            self._send({"op": "fork", "script": str(script), "job_id": job_id, "cwd": str(cwd)}, fds=list(stdio))
+            answer = await self._reply(REPLY_TIMEOUT_S)
+        if answer.get("event") != "forked":
+            raise TemplateError(f"the worker template could not fork: {answer.get('error', answer)}")
+        child = self.children[answer["pid"]] = ForkedProcess(answer["pid"])
+        self.last_used = asyncio.get_running_loop().time()
+        return child
+
+    def close(self) -> None:
+        """Close the socket (the template kills its workers and exits) and kill its group to be sure."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._socket is not None:
+            asyncio.get_running_loop().remove_reader(self._socket.fileno())
+            self._socket.close()
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        for child in self.children.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.exited(None)
+        self._replies.put_nowait({"event": "closed"})
+
+    # ---- the socket ------------------------------------------------------------------
+
+    def _send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+        if not self.alive or self._socket is None:
+            raise TemplateError("the worker template is not running")
+        try:
+            socket.send_fds(self._socket, [json.dumps(message).encode()], fds or [])
+        except OSError as e:
+            self.close()
+            raise TemplateError(f"the worker template stopped answering: {e}") from e
+
+    async def _reply(self, timeout_s: float) -> dict[str, Any]:
+        try:
+            return await asyncio.wait_for(self._replies.get(), timeout_s)
+        except TimeoutError:
+            self.close()
+            raise TemplateError(f"the worker template did not answer within {timeout_s:.0f}s") from None
+
+    def _on_message(self) -> None:
+        assert self._socket is not None
+        while True:
+            try:
+                data = self._socket.recv(MAX_MESSAGE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:  # the template is gone, and its workers with it (their death signal)
+                log.warning("worker template %s exited; see %s", self.log_path.stem, self.log_path)
+                self.close()
+                return
+            message = json.loads(data)
+            if message.get("event") == "exited":
+                child = self.children.pop(message["pid"], None)
+                if child is not None:
+                    child.exited(message["code"])
+            else:
+                self._replies.put_nowait(message)
+
+
+class WorkerTemplates:
+    """The templates of the runtime, by key; what workers reported loading; the idle scale-down."""
+
+    def __init__(self, log_dir: Path, idle_s: float) -> None:
+        self.log_dir = log_dir
+        self.idle_s = idle_s
+        self.templates: dict[TemplateKey, WorkerTemplate] = {}
+        self.learned: dict[TemplateKey, list[str]] = {}
+        self.unfit: set[TemplateKey] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._preloads: set[asyncio.Task[None]] = set()
+
+    @property
+    def enabled(self) -> bool:
+        return self.idle_s > 0
+
+    async def fork(
+        self, python: Path, environment: Mapping[str, str], *, script: Path, job_id: str, cwd: Path,
+        stdio: tuple[int, int, int],
+    ) -> ForkedProcess | None:  # fmt: skip
+        """A worker forked from this environment's template, or None: then the caller spawns one."""
+        key = TemplateKey.of(python, environment)
+        if not self.enabled or key in self.unfit:
+            return None
+        try:
+            template = self.templates.get(key)
+            if template is None or not template.alive:
+                template = self.templates[key] = WorkerTemplate(key, self._log_path(key))
+                await template.start()
+            return await template.fork(script, job_id, cwd, stdio)
+        except TemplateError as e:
+            log.warning("job %s: %s; starting a fresh worker process", job_id, e)
+            self.templates.pop(key, None)
+            return None
+        finally:
+            self._ensure_sweeper()
+
+    def learn(self, python: Path, environment: Mapping[str, str], modules: list[str]) -> None:
+        """Remember the modules a ready worker loaded; its template imports them once it is idle."""
+        key = TemplateKey.of(python, environment)
+        known = self.learned.setdefault(key, [])
+        seen = set(known)
+        known.extend(name for name in modules if name not in seen)
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        for task in list(self._preloads):
+            task.cancel()
+        await asyncio.gather(*self._preloads, return_exceptions=True)
+        for template in self.templates.values():
+            template.close()
+        self.templates.clear()
+
+    # ---- idle templates --------------------------------------------------------------
+
+    def _ensure_sweeper(self) -> None:
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Preload what idle templates have learned; stop those idle for ``idle_s``; end when none is left."""
+        loop = asyncio.get_running_loop()
+        tick = min(1.0, self.idle_s / 2)
+        while self.templates:
+            await asyncio.sleep(tick)
+            for key, template in list(self.templates.items()):
+                if not template.alive:
+                    del self.templates[key]
+                elif template.busy:
+                    template.last_used = loop.time()
+                elif loop.time() - template.last_used >= self.idle_s:
+                    log.info("worker template %s idle for %.0fs; stopping it", template.log_path.stem, self.idle_s)
+                    template.close()
+                    del self.templates[key]
+                elif set(self.learned.get(key, ())) - template.preloaded and not template.preloading:
+                    self._start_preload(key, template)
+
+    def _start_preload(self, key: TemplateKey, template: WorkerTemplate) -> None:
+        async def preload() -> None:
+            try:
+                await template.preload(list(self.learned[key]))
+            except TemplateError as e:
+                log.warning("%s", e)
+                self.unfit.add(key)
+                self.templates.pop(key, None)
+
+        task = asyncio.create_task(preload())
+        self._preloads.add(task)
+        task.add_done_callback(self._preloads.discard)
+
+    def _log_path(self, key: TemplateKey) -> Path:
+        digest = hashlib.sha256(repr(key).encode()).hexdigest()[:12]
+        return self.log_dir / f"template-{digest}.log"
