@@ -15,7 +15,7 @@ DEFAULT_ROUTER_PORT = 7071
 DEFAULT_MAX_BODY_BYTES = 1_500_000
 DEFAULT_LOG_CAP_BYTES = 5 * 1024 * 1024
 # How long a batch environment's warm worker template outlives its last job (0: no templates,
-# every worker a fresh process). Azure ML's AmlCompute keeps idle nodes 120 s by default.
+# every worker a fresh process). azure-ai-ml's AmlCompute scales idle nodes down after 120 s by default.
 DEFAULT_BATCH_WARM_IDLE_S = 600.0
 TOKEN_ENV = "DEPLOYFLOW_RUNTIME_TOKEN"
 TOKEN_FILE = "admin-token"

@@ -24,7 +24,7 @@ import os
 import signal
 import socket
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,16 +88,17 @@ class ForkedProcess:
 class WorkerTemplate:
     """One template process and the workers it forked."""
 
-    def __init__(self, key: TemplateKey, log_path: Path) -> None:
+    def __init__(self, key: TemplateKey, log_path: Path, on_idle: Callable[[WorkerTemplate], None]) -> None:
         self.key = key
         self.log_path = log_path
+        self.on_idle = on_idle
         self.process: subprocess.Popen[bytes] | None = None
         self.children: dict[int, ForkedProcess] = {}
         self.preloaded: set[str] = set()
         self.last_used = 0.0
         self._socket: socket.socket | None = None
         self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.preloading = False
+        self.preloading = False  # set by the registry while a preload is queued or running
         self._lock = asyncio.Lock()
         self._closed = False
 
@@ -154,13 +155,9 @@ class WorkerTemplate:
         wanted = [name for name in modules if name not in self.preloaded]
         if not wanted:
             return
-        self.preloading = True
-        try:
-            async with self._lock:
-                self._send({"op": "preload", "modules": wanted})
-                answer = await self._reply(PRELOAD_TIMEOUT_S)
-        finally:
-            self.preloading = False
+        async with self._lock:
+            self._send({"op": "preload", "modules": wanted})
+            answer = await self._reply(PRELOAD_TIMEOUT_S)
         self.preloaded.update(wanted)
         if answer.get("threads", 1) > 1:
             self.close()
@@ -236,6 +233,8 @@ class WorkerTemplate:
                 child = self.children.pop(message["pid"], None)
                 if child is not None:
                     child.exited(message["code"])
+                if not self.busy:
+                    self.on_idle(self)
             else:
                 self._replies.put_nowait(message)
 
@@ -267,7 +266,7 @@ class WorkerTemplates:
         try:
             template = self.templates.get(key)
             if template is None or not template.alive:
-                template = self.templates[key] = WorkerTemplate(key, self._log_path(key))
+                template = self.templates[key] = WorkerTemplate(key, self._log_path(key), self._preload_learned)
                 await template.start()
             return await template.fork(script, job_id, cwd, stdio)
         except TemplateError as e:
@@ -302,7 +301,7 @@ class WorkerTemplates:
             self._sweeper = asyncio.create_task(self._sweep())
 
     async def _sweep(self) -> None:
-        """Preload what idle templates have learned; stop those idle for ``idle_s``; end when none is left."""
+        """Stop templates idle for ``idle_s`` (and preload any that missed it); end when none is left."""
         loop = asyncio.get_running_loop()
         tick = min(1.0, self.idle_s / 2)
         while self.templates:
@@ -316,17 +315,27 @@ class WorkerTemplates:
                     log.info("worker template %s idle for %.0fs; stopping it", template.log_path.stem, self.idle_s)
                     template.close()
                     del self.templates[key]
-                elif set(self.learned.get(key, ())) - template.preloaded and not template.preloading:
-                    self._start_preload(key, template)
+                else:
+                    self._preload_learned(template)
 
-    def _start_preload(self, key: TemplateKey, template: WorkerTemplate) -> None:
+    def _preload_learned(self, template: WorkerTemplate) -> None:
+        """Once a template has no workers left, import in it what its workers have reported loading."""
+        key = template.key
+        if not template.alive or template.preloading or not set(self.learned.get(key, ())) - template.preloaded:
+            return
+
         async def preload() -> None:
             try:
                 await template.preload(list(self.learned[key]))
             except TemplateError as e:
                 log.warning("%s", e)
                 self.unfit.add(key)
-                self.templates.pop(key, None)
+                if self.templates.get(key) is template:
+                    del self.templates[key]
+            finally:
+                template.preloading = False
+
+        template.preloading = True
 
         task = asyncio.create_task(preload())
         self._preloads.add(task)
