@@ -14,7 +14,8 @@ whose trigger compares the folder with the manifest).
    scores exactly them (Azure ML scores whole folders).
 4. **score** — a batch job on the compute cluster (Azure ML) or the local runtime, waited for in
    the triggerer; outputs go to `<output prefix>/<run>/`.
-5. **update_manifest** — records the scored blobs and their etags (etag-conditional rewrite).
+5. **update_manifest** — records the scored blobs and their etags (etag-conditional rewrite);
+   blobs that failed but were tolerated by the error threshold stay out, to be scored again.
 6. **clean_staging** — teardown: removes the staging folder whether the run passed or failed.
 
 A blob is scored once however often the DAG runs.
@@ -162,7 +163,8 @@ def build_dag(case: BatchUseCase) -> DAG:
             container=case.output.container,
             manifest_blob=case.manifest_blob,
             blobs=find.output,
-            output_uri="{{ ti.xcom_pull(task_ids='score')['output_uri'] }}",
+            input_prefix=case.input.prefix,
+            scoring=score.output,
             run_id="{{ run_id }}",
             **blob,
         )

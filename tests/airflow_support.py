@@ -48,19 +48,27 @@ def connected_runtime(data_dir: Path, conn_id: str = LOCAL_CONN_ID) -> Iterator[
 def run_dag(dag: Any, conf: dict[str, Any] | None = None, *, retries: int | None = None) -> Any:
     """Run the DAG to its end with `dag.test()`; ``retries`` overrides every task's (0: fail at once).
 
-    A DAG built inside a test is in no bundle, so it is written to the metadata database first,
-    as the dag-processor would write a parsed file.
+    A DAG built inside a test (outside the DAGs folder, or with a dag_id no DAG file declares) is
+    in no parsed file, so it is written to the metadata database first, as the dag-processor would.
     """
     if retries is not None:
         for task in dag.tasks:
             task.retries = retries
-    if not Path(dag.fileloc).resolve().is_relative_to(DAGS_FOLDER):
+    if not Path(dag.fileloc).resolve().is_relative_to(DAGS_FOLDER) or not _serialized(dag.dag_id):
         from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
         bag = DagBag(dag_folder=os.devnull)
         bag.bag_dag(dag)
         sync_bag_to_db(bag, "dags-folder", None)
     return dag.test(run_conf=conf or {})
+
+
+def _serialized(dag_id: str) -> bool:
+    from airflow.models.dag_version import DagVersion
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return DagVersion.get_latest_version(dag_id, session=session) is not None
 
 
 def task_states(dag_run: Any) -> dict[str, str]:

@@ -138,3 +138,27 @@ def test_a_failing_job_fails_the_run_leaves_the_manifest_and_cleans_staging(dag,
     assert manifest(storage) == before and staged(storage) == []
     job = client.get_job(xcom(dag_run, "score", key="batch_job")["job_id"])
     assert job["status"] == "Failed" and "broken.csv" in job["error"]
+
+
+def test_a_tolerated_failure_is_left_out_of_the_manifest_and_scored_by_the_next_run(
+    dag, storage, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dags.batch_scoring as module
+
+    tolerant = module.build_dag(CASE.model_copy(update={"dag_id": f"{CASE.dag_id}_tolerant", "error_threshold": 1}))
+    landing(storage).upload_blob(f"{INCOMING}/late.csv", BROKEN_CSV)
+    first = run_dag(tolerant, retries=0)
+
+    assert str(first.state) == "success" and xcom(first, "score")["failed_files"] == ["late.csv"]
+    assert f"{INCOMING}/late.csv" not in manifest(storage)
+    task_log = capsys.readouterr().out  # task logs go to stdout under dag.test()
+    assert f"stay out of the manifest, so the next run scores them again: {INCOMING}/late.csv" in task_log
+    landing(storage).upload_blob(f"{INCOMING}/late.csv", (SAMPLE_DATA / "patients-01.csv").read_bytes(),
+                                 overwrite=True)  # fmt: skip
+
+    second = run_dag(tolerant, retries=0)
+
+    assert str(second.state) == "success" and xcom(second, "score")["failed_files"] == []
+    assert {name for name, _ in run_outputs(storage, second)} == {"late.csv"}
+    assert manifest(storage)[f"{INCOMING}/late.csv"].run_id == second.run_id
+    landing(storage).delete_blob(f"{INCOMING}/late.csv")

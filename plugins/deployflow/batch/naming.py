@@ -39,10 +39,14 @@ def output_prefix(base: str, run_id: str) -> str:
     return join_blob_path(base, run_key(run_id))
 
 
+def relative_name(blob_name: str, input_prefix: str) -> str:
+    """An input blob's path below the input prefix: its name in the staged folder, and in the job's input."""
+    return blob_name[len(input_prefix) :].lstrip("/") if input_prefix else blob_name
+
+
 def staged_name(blob_name: str, input_prefix: str, staging: str) -> str:
     """The staged copy of an input blob: its path below the input prefix, under the staging prefix."""
-    relative = blob_name[len(input_prefix) :].lstrip("/") if input_prefix else blob_name
-    return join_blob_path(staging, relative)
+    return join_blob_path(staging, relative_name(blob_name, input_prefix))
 
 
 def job_name(dag_id: str, run_id: str) -> str:

@@ -209,6 +209,7 @@ def _job_state(document: dict[str, Any]) -> BatchJobState:
         output_uri=document["output_uri"],
         error=document["error"],
         summary=counts,
+        failed_files=tuple(document["summary"].get("failed_files", ())),
     )
 
 

@@ -20,6 +20,7 @@ from azure.storage.blob import BlobServiceClient
 
 from deployflow.batch import locations, storage
 from deployflow.batch.manifest import BlobRef, new_blobs, with_scored
+from deployflow.batch.naming import relative_name
 from deployflow.operators.base import MLPlatformOperator
 from deployflow.operators.deployment import refused_requests_fail_the_task
 from deployflow.platform.batch import BatchInput, BatchJobSpec, BatchJobState
@@ -114,32 +115,55 @@ class StageBlobsOperator(BlobOperator):
 
 
 class UpdateManifestOperator(BlobOperator):
-    """Add the scored blobs to the manifest; the rewrite is conditional on its etag, so no entry is lost."""
+    """Add the scored blobs to the manifest; the rewrite is conditional on its etag, so no entry is lost.
+
+    ``scoring`` is what the scoring task returned (its ``output_uri`` and ``failed_files``): blobs
+    whose files failed, though the job stayed under its error threshold, are left out, so the
+    next run scores them again.
+    """
 
     template_fields: Sequence[str] = (*BlobOperator.template_fields, "container", "manifest_blob", "blobs",
-                                      "output_uri", "run_id")  # fmt: skip
+                                      "input_prefix", "scoring", "run_id")  # fmt: skip
     ui_color = "#e6f0ff"
 
     def __init__(
-        self, *, container: str, manifest_blob: str, blobs: Any, output_uri: str, run_id: str, **kwargs: Any
+        self,
+        *,
+        container: str,
+        manifest_blob: str,
+        blobs: Any,
+        input_prefix: str,
+        scoring: Any,
+        run_id: str,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.container = container
         self.manifest_blob = manifest_blob
         self.blobs = blobs
-        self.output_uri = output_uri
+        self.input_prefix = input_prefix
+        self.scoring = scoring
         self.run_id = run_id
 
     def execute(self, context: Context) -> int:
-        blobs = _blob_refs(self.blobs)
+        failed = set(self.scoring.get("failed_files") or ())
+        blobs, left_out = [], []
+        for blob in _blob_refs(self.blobs):
+            (left_out if relative_name(blob.name, self.input_prefix) in failed else blobs).append(blob)
+        if left_out:
+            self.log.warning(
+                "%d blob(s) failed to score (tolerated by the error threshold) and stay out of the manifest, "
+                "so the next run scores them again: %s", len(left_out), ", ".join(b.name for b in left_out),
+            )  # fmt: skip
         scored_at = datetime.now(UTC).isoformat(timespec="seconds")
+        output_uri = str(self.scoring["output_uri"])
         manifest = storage.update_manifest(
             self.service,
             self.container,
             self.manifest_blob,
             lambda current: with_scored(
-                current, blobs, run_id=self.run_id, output_uri=self.output_uri, scored_at=scored_at
-            ),
+                current, blobs, run_id=self.run_id, output_uri=output_uri, scored_at=scored_at
+            ),  # fmt: skip
         )
         self.log.info(
             "manifest %s/%s: %d blob(s) added, %d in all", self.container, self.manifest_blob, len(blobs), len(manifest)
@@ -329,8 +353,13 @@ class BatchScoringOperator(MLPlatformOperator):
 
     def _finished(self, state: BatchJobState) -> dict[str, Any]:
         self.log.info("batch job %s completed: %s; outputs in %s", state.job_id, state.summary, state.output_uri)
+        if state.failed_files:
+            self.log.warning(
+                "batch job %s completed with %d file(s) that failed every try (within error_threshold=%s): %s",
+                state.job_id, len(state.failed_files), self.error_threshold, ", ".join(state.failed_files),
+            )  # fmt: skip
         return {"job_id": state.job_id, "status": state.status, "output_uri": state.output_uri,
-                "summary": state.summary}  # fmt: skip
+                "summary": state.summary, "failed_files": list(state.failed_files)}  # fmt: skip
 
     def _fail(self, message: str, state: BatchJobState | None, job_id: str | None = None) -> NoReturn:
         """A job still running when the wait gives up is canceled, so nothing writes outputs afterwards."""

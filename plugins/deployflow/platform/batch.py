@@ -86,13 +86,22 @@ class BatchJobSpec(_Spec):
 
 @dataclass(frozen=True)
 class BatchJobState(_Spec):
-    """A submitted job: ``summary`` holds items, succeeded, failed, mini_batches once known."""
+    """A submitted job: ``summary`` holds items, succeeded, failed, mini_batches once known.
+
+    ``failed_files`` names the input files (relative to the job's input) that kept failing but
+    were tolerated under ``error_threshold``, where the platform reports them (the local runtime
+    does; an Azure ML parallel job reports counts only, in its logs).
+    """
 
     job_id: str
     status: str
     output_uri: str
     error: str | None = None
     summary: dict[str, int] = field(default_factory=dict)
+    failed_files: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "failed_files", tuple(self.failed_files))  # a list after a JSON round trip
 
     @property
     def done(self) -> bool:
