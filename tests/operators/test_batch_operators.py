@@ -26,7 +26,7 @@ from deployflow.triggers.batch import BatchJobStateTrigger
 from deployflow.triggers.blob import NewBlobsTrigger
 from tests.airflow_support import connected_runtime
 from tests.azurite import azurite_blob
-from tests.runtime.batch_support import HANGING_SCRIPT, SAMPLE_DATA, job_document, scoring_package
+from tests.runtime.batch_support import HANGING_SCRIPT, SAMPLE_DATA, job_document, scoring_package, worker_processes
 from tests.runtime.support import SAMPLE_MODEL
 
 pytestmark = pytest.mark.slow
@@ -133,30 +133,56 @@ def hanging_operator(service: BlobServiceClient, tmp_path: Path, name: str) -> B
     )  # fmt: skip
 
 
-def defer(operator: BatchScoringOperator) -> tuple[str, mock.Mock]:
-    """Run execute() up to its deferral; the job id it pushed to XCom, and the task instance mock."""
+def defer(operator: BatchScoringOperator) -> tuple[str, mock.Mock, BatchJobStateTrigger]:
+    """Run execute() up to its deferral; the job id it pushed to XCom, the task instance mock, the trigger."""
     ti = mock.Mock()
     with pytest.raises(TaskDeferred) as deferred:
         operator.execute({"ti": ti})  # type: ignore[arg-type]
     pushed = ti.xcom_push.call_args.kwargs
     assert pushed["key"] == JOB_XCOM_KEY and deferred.value.trigger.job_id == pushed["value"]["job_id"]
     assert pushed["value"]["output_uri"] == f"blob://hang-out/{operator.output_prefix}"
-    return pushed["value"]["job_id"], ti
+    return pushed["value"]["job_id"], ti, deferred.value.trigger
 
 
 def test_a_killed_scoring_task_cancels_its_job(client, service, tmp_path: Path) -> None:  # noqa: ANN001
     service.create_container("hang-in")
     operator = hanging_operator(service, tmp_path, "killed")
-    job_id, _ti = defer(operator)
+    job_id, _ti, _trigger = defer(operator)
 
     operator.on_kill()
 
     assert client.get_job(job_id)["status"] == "Canceled"
 
 
+def test_a_task_stopped_while_deferred_cancels_its_job_but_a_triggerer_restart_does_not(
+    client: LocalRuntimeClient, service: BlobServiceClient, tmp_path: Path
+) -> None:
+    operator = hanging_operator(service, tmp_path, "stopped")
+    job_id, _ti, deferred = defer(operator)
+    trigger = round_trip(deferred)
+    deadline = time.monotonic() + 30
+    while not worker_processes(job_id):
+        assert time.monotonic() < deadline, "the job's worker did not start"
+        time.sleep(0.05)
+
+    async def triggerer_restarts() -> None:  # the triggerer cancels run() with no user action: no on_kill
+        waiting = asyncio.create_task(first_event(trigger, 60))
+        await asyncio.sleep(0.3)  # a few polls
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+
+    asyncio.run(triggerer_restarts())
+    assert client.get_job(job_id)["status"] == "Running" and worker_processes(job_id)
+
+    asyncio.run(round_trip(deferred).on_kill())  # the user marked the task failed: the triggerer calls on_kill
+
+    assert client.get_job(job_id)["status"] == "Canceled"
+    assert worker_processes(job_id) == []
+
+
 def test_a_wait_that_gives_up_cancels_the_job_and_fails_the_task(client, service, tmp_path: Path) -> None:  # noqa: ANN001
     operator = hanging_operator(service, tmp_path, "gave-up")
-    job_id, ti = defer(operator)
+    job_id, ti, _trigger = defer(operator)
     running = client.get_job(job_id)
     state = {"job_id": job_id, "status": running["status"], "output_uri": "blob://hang-out/gave-up"}
     event = {"status": "error", "message": f"batch job {job_id} still Running at its deadline", "job_id": job_id,

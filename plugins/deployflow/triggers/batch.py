@@ -19,6 +19,10 @@ class BatchJobStateTrigger(BaseTrigger):
     ``deadline`` is a wall-clock epoch second, so a trigger restarted by another triggerer keeps
     the operator's deadline. Yields one event: ``status`` success or error, ``job_id``, and the
     job's last known state under ``job`` (absent when the platform could not be read).
+
+    A user who stops the deferred task (mark failed or success, clear) cancels the job: the
+    triggerer calls ``on_kill`` then, and only then; a triggerer that restarts or hands the
+    trigger to another leaves the job running.
     """
 
     def __init__(self, *, ml_platform_conn_id: str, job_id: str, deadline: float, poll_interval: float = 10.0) -> None:
@@ -62,3 +66,13 @@ class BatchJobStateTrigger(BaseTrigger):
                 await asyncio.sleep(min(self.poll_interval, max(self.deadline - time.time(), 0.1)))
         except PlatformError as e:
             yield self._event("error", str(e))
+
+    async def on_kill(self) -> None:
+        """The task was stopped while it waited here: cancel its job, as the operator's ``on_kill`` would."""
+        hook = MLPlatformHook(ml_platform_conn_id=self.ml_platform_conn_id)
+        try:
+            state = await asyncio.to_thread(lambda: hook.platform.cancel_batch_job(self.job_id))
+        except PlatformError as e:
+            self.log.warning("the task was stopped, but batch job %s could not be canceled: %s", self.job_id, e)
+            return
+        self.log.info("the task was stopped while waiting: batch job %s is %s", self.job_id, state.status)
