@@ -38,6 +38,22 @@ def run(mini_batch):
 """
 
 
+# Slow enough (per mini-batch) for the test to see its workers; the sample model's environment.
+SLOW_SCRIPT = """
+import os
+import time
+
+
+def init():
+    pass
+
+
+def run(mini_batch):
+    time.sleep(1)
+    return [[os.path.basename(p), "ok"] for p in mini_batch]
+"""
+
+
 def job_document(name: str, input_uri: str, output_uri: str, **settings: Any) -> dict[str, Any]:
     """A job as the platform contract writes it (BatchJobSpec.to_dict()), for the sample model."""
     files = tuple(settings.pop("files", ()))

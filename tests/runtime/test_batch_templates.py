@@ -20,6 +20,7 @@ import pytest
 from deployflow.local.client import LocalRuntimeClient
 from tests.runtime.batch_support import (
     SAMPLE_DATA,
+    SLOW_SCRIPT,
     job_document,
     scoring_package,
     template_processes,
@@ -48,22 +49,6 @@ def run(mini_batch):
     global CALLS
     CALLS += 1
     return [[os.path.basename(p), CALLS, os.getpid(), int(np.random.randint(1 << 30))] for p in mini_batch]
-"""
-
-
-# Slow enough (per mini-batch) for the test to see its workers; the sample model's environment.
-SLOW_SCRIPT = """
-import os
-import time
-
-
-def init():
-    pass
-
-
-def run(mini_batch):
-    time.sleep(1)
-    return [[os.path.basename(p), "ok"] for p in mini_batch]
 """
 
 

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from deployflow.runtime.config import (
+    DEFAULT_BATCH_SLOTS,
     DEFAULT_BATCH_WARM_IDLE_S,
     DEFAULT_CONTROL_PORT,
     DEFAULT_ROUTER_PORT,
@@ -34,8 +35,15 @@ def parse_args(argv: list[str] | None = None) -> RuntimeConfig:
         help="seconds a batch environment's warm worker template outlives its last job; 0 starts every worker "
         f"as a fresh process (default: {DEFAULT_BATCH_WARM_IDLE_S:g})",
     )  # fmt: skip
+    parser.add_argument(
+        "--batch-slots", type=int, default=DEFAULT_BATCH_SLOTS,
+        help="batch worker processes at once, across jobs; a job waits as Queued until it has its slots "
+        f"(default: one per core, {DEFAULT_BATCH_SLOTS})",
+    )  # fmt: skip
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
+    if args.batch_slots < 1:
+        parser.error(f"--batch-slots must be at least 1, got {args.batch_slots}")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return RuntimeConfig(
         data_dir=args.data_dir.resolve(),
@@ -45,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> RuntimeConfig:
         advertise_host=args.advertise_host,
         env_cache_dir=args.env_cache_dir.resolve() if args.env_cache_dir else None,
         batch_warm_idle_s=max(args.batch_warm_idle_s, 0.0),
+        batch_slots=args.batch_slots,
         enforcement=Enforcement(args.enforcement) if args.enforcement else None,
     )
 

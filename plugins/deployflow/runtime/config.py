@@ -17,6 +17,8 @@ DEFAULT_LOG_CAP_BYTES = 5 * 1024 * 1024
 # How long a batch environment's warm worker template outlives its last job (0: no templates,
 # every worker a fresh process). azure-ai-ml's AmlCompute scales idle nodes down after 120 s by default.
 DEFAULT_BATCH_WARM_IDLE_S = 600.0
+# Batch worker processes running at once, across all jobs (the local "cluster"): one per core.
+DEFAULT_BATCH_SLOTS = os.cpu_count() or 1
 TOKEN_ENV = "DEPLOYFLOW_RUNTIME_TOKEN"
 TOKEN_FILE = "admin-token"
 
@@ -34,6 +36,7 @@ class RuntimeConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES
     batch_warm_idle_s: float = DEFAULT_BATCH_WARM_IDLE_S
+    batch_slots: int = DEFAULT_BATCH_SLOTS
     enforcement: Enforcement | None = None
 
     @property

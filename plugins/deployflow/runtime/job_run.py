@@ -86,8 +86,10 @@ class JobRun:
         job_log: JobLog,
         templates: WorkerTemplates | None = None,
         log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES,
+        max_slots: int | None = None,
     ) -> None:
         self.job = job
+        self.max_slots = max_slots or job.instance_count * job.max_concurrency_per_instance
         self.plan = plan
         self.templates = templates
         self.log_cap_bytes = log_cap_bytes
@@ -105,7 +107,7 @@ class JobRun:
         started = time.monotonic()
         try:
             batches = await self._plan_batches()
-            slots = min(self.job.instance_count * self.job.max_concurrency_per_instance, len(batches))
+            slots = min(self.max_slots, len(batches))
             self.job_log.info("%d mini-batch(es) on %d worker(s)", len(batches), slots)
             capping = asyncio.create_task(self._cap_worker_logs())
             try:

@@ -1,9 +1,10 @@
 """Batch jobs in the local runtime: submit, read, list, cancel and logs, with their state in SQLite.
 
-A job runs as a task on the runtime's event loop (``job_run.JobRun``). The storage
-connection string a job is submitted with stays in memory for the job's lifetime only: it
-is never stored, logged or returned. Jobs are not resumed after a restart: those the
-runtime left NotStarted or Running are marked Failed when it starts again.
+A job runs as a task on the runtime's event loop (``job_run.JobRun``) once it holds its worker
+slots (``slots.SlotPool``; until then it is Queued). The storage connection string a job is
+submitted with stays in memory for the job's lifetime only: it is never stored, logged or
+returned. Jobs are not resumed after a restart: those the runtime left NotStarted, Queued or
+Running are marked Failed when it starts again.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from deployflow.runtime.errors import Conflict, Invalid, NotFound
 from deployflow.runtime.job_run import JobFailed, JobLog, JobPlan, JobRun
 from deployflow.runtime.replicas import tail
 from deployflow.runtime.schemas import JOB_ACTIVE_STATUSES, Job, JobSpec, JobStatus, JobSummary, Model
+from deployflow.runtime.slots import SlotPool
 from deployflow.runtime.storage import StorageError, check_reachable, connection_string_for, parse_location
 from deployflow.runtime.store import Store
 from deployflow.runtime.templates import WorkerTemplates
@@ -78,6 +80,7 @@ class JobService:
         self.find_model = find_model
         self.records: dict[str, JobRecord] = {}
         self.templates = WorkerTemplates(config.data_dir / "logs" / "batch-templates", config.batch_warm_idle_s)
+        self.slots = SlotPool(config.batch_slots)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -169,12 +172,22 @@ class JobService:
         try:
             job_log.info("preparing the model environment from %s", package / "requirements.txt")
             python = await asyncio.to_thread(self.environments.ensure, package / "requirements.txt")
-            job.status, job.started_at = JobStatus.RUNNING, _now()
-            self._persist(job)
-            plan = JobPlan(python, package / job.scoring_script, model_dir, work_dir, self._log_dir(job.id))
-            record.run = JobRun(job, plan, record.connection_string, job_log, self.templates,
-                                self.config.log_cap_bytes)  # fmt: skip
-            await record.run.execute()
+            wanted = job.instance_count * job.max_concurrency_per_instance
+            if not self.slots.available_now(wanted):
+                job.status = JobStatus.QUEUED
+                self._persist(job)
+                job_log.info("queued: waiting for %d worker slot(s) of the runtime's %d, which other jobs hold",
+                             self.slots.granted(wanted), self.slots.capacity)  # fmt: skip
+            async with self.slots.acquire(wanted) as granted:
+                if granted < wanted:
+                    job_log.warning("%d worker slots asked for, the runtime has %d (--batch-slots): running on %d",
+                                    wanted, self.slots.capacity, granted)  # fmt: skip
+                job.status, job.started_at = JobStatus.RUNNING, _now()
+                self._persist(job)
+                plan = JobPlan(python, package / job.scoring_script, model_dir, work_dir, self._log_dir(job.id))
+                record.run = JobRun(job, plan, record.connection_string, job_log, self.templates,
+                                    self.config.log_cap_bytes, max_slots=granted)  # fmt: skip
+                await record.run.execute()
         except asyncio.CancelledError:
             if not record.cancel_requested:
                 raise  # the runtime is stopping: the next start marks the job Failed

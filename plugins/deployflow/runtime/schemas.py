@@ -165,13 +165,14 @@ class JobStatus(StrEnum):
     """Azure ML's job statuses, the subset a local batch job goes through."""
 
     NOT_STARTED = "NotStarted"
+    QUEUED = "Queued"  # waiting for worker slots other jobs hold
     RUNNING = "Running"
     COMPLETED = "Completed"
     FAILED = "Failed"
     CANCELED = "Canceled"
 
 
-JOB_ACTIVE_STATUSES = frozenset({JobStatus.NOT_STARTED, JobStatus.RUNNING})
+JOB_ACTIVE_STATUSES = frozenset({JobStatus.NOT_STARTED, JobStatus.QUEUED, JobStatus.RUNNING})
 
 
 class JobModel(Strict):
