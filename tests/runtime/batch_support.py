@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +88,8 @@ def input_folder(folder: Path, *, extra: dict[str, str] | None = None) -> Path:
     return folder
 
 
-def worker_processes(job_id: str) -> list[psutil.Process]:
-    """Live batch-worker processes of one job, spawned or forked from a template: their stderr is the job's
-    worker log (a forked worker keeps its template's command line, so that cannot tell)."""
+def processes_logging_to(matches: Callable[[str], bool]) -> list[psutil.Process]:
+    """Live processes whose stderr is a file whose path ``matches``: how workers and templates are told apart."""
     found = []
     for process in psutil.process_iter(["status"]):
         if process.info["status"] == psutil.STATUS_ZOMBIE:
@@ -98,25 +98,21 @@ def worker_processes(job_id: str) -> list[psutil.Process]:
             stderr = os.readlink(f"/proc/{process.pid}/fd/2")
         except OSError:
             continue
-        if f"/jobs/{job_id}/worker-" in stderr:
+        if matches(stderr):
             found.append(process)
     return found
+
+
+def worker_processes(job_id: str) -> list[psutil.Process]:
+    """Live batch workers of one job, spawned or forked from a template: their stderr is the job's worker log
+    (a forked worker keeps its template's command line, so that cannot tell)."""
+    return processes_logging_to(lambda path: f"/jobs/{job_id}/worker-" in path)
 
 
 def template_processes(data_dir: Path) -> list[psutil.Process]:
     """Live worker templates of the runtime that keeps its data in ``data_dir`` (their stderr is their log)."""
-    found = []
     logs = str(data_dir / "logs" / "batch-templates")
-    for process in psutil.process_iter(["status"]):
-        if process.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        try:
-            stderr = os.readlink(f"/proc/{process.pid}/fd/2")
-        except OSError:
-            continue
-        if stderr.startswith(logs):
-            found.append(process)
-    return found
+    return processes_logging_to(lambda path: path.startswith(logs))
 
 
 def expected_predictions(folder: Path) -> dict[tuple[str, int], float]:

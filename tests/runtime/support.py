@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +69,19 @@ class RuntimeProcess:
 
     def client(self) -> LocalRuntimeClient:
         return LocalRuntimeClient(self.control_url, (self.data_dir / "admin-token").read_text().strip())
+
+
+@contextmanager
+def sample_runtime(data_dir: Path, *extra_args: str) -> Iterator[tuple[RuntimeProcess, LocalRuntimeClient]]:
+    """A runtime of the test's own, started with ``extra_args``, the sample model registered as diabetes:1."""
+    runtime = RuntimeProcess(data_dir, extra_args=list(extra_args))
+    runtime.start()
+    try:
+        with runtime.client() as client:
+            client.register_model("diabetes", SAMPLE_MODEL, version="1")
+            yield runtime, client
+    finally:
+        runtime.stop()
 
 
 def deploy(client: LocalRuntimeClient, endpoint: str, deployment: str, **spec: object) -> dict:

@@ -25,7 +25,7 @@ from tests.runtime.batch_support import (
     scoring_package,
     worker_processes,
 )
-from tests.runtime.support import SAMPLE_MODEL, RuntimeProcess
+from tests.runtime.support import SAMPLE_MODEL, RuntimeProcess, sample_runtime
 
 pytestmark = pytest.mark.slow
 
@@ -183,63 +183,51 @@ def test_cancel_kills_every_worker(client: LocalRuntimeClient, tmp_path: Path) -
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
 def test_a_restart_fails_the_job_that_was_running(tmp_path: Path, stop_signal: signal.Signals) -> None:
-    runtime = RuntimeProcess(tmp_path / "data")
-    runtime.start()
-    try:
-        with runtime.client() as client:
-            client.register_model("diabetes", SAMPLE_MODEL, version="1")
-            package = scoring_package(tmp_path / "pkg", HANGING_SCRIPT)
-            (tmp_path / "in").mkdir()
-            (tmp_path / "in" / "hang.csv").write_text("x\n")
-            document = job_document("interrupted", str(tmp_path / "in"), str(tmp_path / "out"),
-                                    package_path=package, scoring_script="score_batch.py")  # fmt: skip
-            job_id = client.submit_job(document)["id"]
-            wait_for_workers(job_id, 1)
+    with sample_runtime(tmp_path / "data") as (runtime, client):
+        package = scoring_package(tmp_path / "pkg", HANGING_SCRIPT)
+        (tmp_path / "in").mkdir()
+        (tmp_path / "in" / "hang.csv").write_text("x\n")
+        document = job_document("interrupted", str(tmp_path / "in"), str(tmp_path / "out"),
+                                package_path=package, scoring_script="score_batch.py")  # fmt: skip
+        job_id = client.submit_job(document)["id"]
+        wait_for_workers(job_id, 1)
 
-            runtime.stop(stop_signal)
-            deadline = time.monotonic() + 10
-            while worker_processes(job_id):  # the runtime stops them, or they die with it (PDEATHSIG)
-                assert time.monotonic() < deadline, "a batch worker outlived the runtime"
-                time.sleep(0.05)
-            runtime.start()
+        runtime.stop(stop_signal)
+        deadline = time.monotonic() + 10
+        while worker_processes(job_id):  # the runtime stops them, or they die with it (PDEATHSIG)
+            assert time.monotonic() < deadline, "a batch worker outlived the runtime"
+            time.sleep(0.05)
+        runtime.start()
 
-            job = client.get_job(job_id)
+        job = client.get_job(job_id)
         assert job["status"] == "Failed" and "restarted" in job["error"]
         assert not (runtime.data_dir / "jobs" / job_id).exists() and not (tmp_path / "out").exists()
-    finally:
-        runtime.stop()
 
 
 def test_jobs_beyond_the_runtimes_slots_wait_queued_in_arrival_order(tmp_path: Path) -> None:
-    runtime = RuntimeProcess(tmp_path / "data", extra_args=["--batch-slots", "1"])
-    runtime.start()
-    try:
-        with runtime.client() as client:
-            client.register_model("diabetes", SAMPLE_MODEL, version="1")
-            package = scoring_package(tmp_path / "pkg", SLOW_SCRIPT)
-            (tmp_path / "in").mkdir()
-            for name in ("a.csv", "b.csv"):
-                (tmp_path / "in" / name).write_text("x\n")
+    with sample_runtime(tmp_path / "data", "--batch-slots", "1") as (_runtime, client):
+        package = scoring_package(tmp_path / "pkg", SLOW_SCRIPT)
+        (tmp_path / "in").mkdir()
+        for name in ("a.csv", "b.csv"):
+            (tmp_path / "in" / name).write_text("x\n")
 
-            def submit(name: str, **settings: object) -> str:
-                document = job_document(name, str(tmp_path / "in"), str(tmp_path / name), package_path=package,
-                                        scoring_script="score_batch.py", mini_batch_size=1, **settings)  # fmt: skip
-                return client.submit_job(document)["id"]
+        def submit(name: str, **settings: object) -> str:
+            document = job_document(name, str(tmp_path / "in"), str(tmp_path / name), package_path=package,
+                                    scoring_script="score_batch.py", mini_batch_size=1, **settings)  # fmt: skip
+            return client.submit_job(document)["id"]
 
-            first, second, third = submit("first", instance_count=2), submit("second"), submit("third")
-            deadline = time.monotonic() + 30
-            while [client.get_job(j)["status"] for j in (first, second, third)] != ["Running", "Queued", "Queued"]:
-                assert time.monotonic() < deadline, [client.get_job(j)["status"] for j in (first, second, third)]
-                time.sleep(0.05)
-            assert worker_processes(second) == [] and worker_processes(third) == []
+        first, second, third = submit("first", instance_count=2), submit("second"), submit("third")
+        deadline = time.monotonic() + 30
+        while [client.get_job(j)["status"] for j in (first, second, third)] != ["Running", "Queued", "Queued"]:
+            assert time.monotonic() < deadline, [client.get_job(j)["status"] for j in (first, second, third)]
+            time.sleep(0.05)
+        assert worker_processes(second) == [] and worker_processes(third) == []
 
-            assert client.cancel_job(third)["status"] == "Canceled"
-            done = [client.wait_for_job(j, timeout_s=60) for j in (first, second)]
+        assert client.cancel_job(third)["status"] == "Canceled"
+        done = [client.wait_for_job(j, timeout_s=60) for j in (first, second)]
 
-            assert [job["status"] for job in done] == ["Completed", "Completed"]
-            assert done[1]["started_at"] >= done[0]["ended_at"]  # one slot: the second ran after the first
-            assert "2 worker slots asked for, the runtime has 1 (--batch-slots): running on 1" in client.job_logs(first)
-            assert "queued: waiting for 1 worker slot(s) of the runtime's 1" in client.job_logs(second)
-            assert client.get_job(third)["started_at"] is None and not (tmp_path / "third").exists()
-    finally:
-        runtime.stop()
+        assert [job["status"] for job in done] == ["Completed", "Completed"]
+        assert done[1]["started_at"] >= done[0]["ended_at"]  # one slot: the second ran after the first
+        assert "2 worker slots asked for, the runtime has 1 (--batch-slots): running on 1" in client.job_logs(first)
+        assert "queued: waiting for 1 worker slot(s) of the runtime's 1" in client.job_logs(second)
+        assert client.get_job(third)["started_at"] is None and not (tmp_path / "third").exists()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -26,7 +26,7 @@ from tests.runtime.batch_support import (
     template_processes,
     worker_processes,
 )
-from tests.runtime.support import SAMPLE_MODEL, RuntimeProcess
+from tests.runtime.support import SAMPLE_MODEL, RuntimeProcess, sample_runtime
 
 pytestmark = pytest.mark.slow
 
@@ -59,20 +59,9 @@ def until(condition: Callable[[], object], what: str, timeout_s: float = 20.0) -
         time.sleep(0.05)
 
 
-@pytest.fixture(scope="module")
-def warm_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
-    runtime = RuntimeProcess(tmp_path_factory.mktemp("warm") / "data")
-    runtime.start()
-    with runtime.client() as client:
-        client.register_model("diabetes", SAMPLE_MODEL, version="1")
-    yield runtime
-    runtime.stop()
-
-
-@pytest.fixture(scope="module")
-def warm_client(warm_runtime: RuntimeProcess) -> Iterator[LocalRuntimeClient]:
-    with warm_runtime.client() as client:
-        yield client
+@pytest.fixture(scope="module", autouse=True)
+def model(client: LocalRuntimeClient) -> dict:
+    return client.register_model("diabetes", SAMPLE_MODEL, version="1")
 
 
 def run_job(client: LocalRuntimeClient, name: str, input_uri: str, output: Path, **settings: object) -> dict:
@@ -88,38 +77,38 @@ def holds_module(pid: int, folder: str) -> bool:
 
 
 def test_a_second_job_forks_from_the_template_that_imported_its_libraries(
-    warm_runtime: RuntimeProcess, warm_client: LocalRuntimeClient, tmp_path: Path
+    runtime: RuntimeProcess, client: LocalRuntimeClient, tmp_path: Path
 ) -> None:
     folder = str(SAMPLE_DATA)
-    first = run_job(warm_client, "first", folder, tmp_path / "a", mini_batch_size=1, instance_count=2)
-    (template,) = template_processes(warm_runtime.data_dir)
+    first = run_job(client, "first", folder, tmp_path / "a", mini_batch_size=1, instance_count=2)
+    (template,) = template_processes(runtime.data_dir)
     until(lambda: holds_module(template.pid, "/sklearn/"), "the idle template never imported what the workers loaded")
 
-    job = warm_client.submit_job(job_document("second", folder, str(tmp_path / "b"), mini_batch_size=1,
+    job = client.submit_job(job_document("second", folder, str(tmp_path / "b"), mini_batch_size=1,
                                               package_path=scoring_package(tmp_path / "slow", SLOW_SCRIPT),
                                               scoring_script="score_batch.py", instance_count=2))  # fmt: skip
     until(lambda: len(worker_processes(job["id"])) == 2, "the second job's workers did not start")
     spied = [p.ppid() for p in worker_processes(job["id"])]
-    second = warm_client.wait_for_job(job["id"], timeout_s=60, poll_s=0.05)
+    second = client.wait_for_job(job["id"], timeout_s=60, poll_s=0.05)
 
     assert second["status"] == "Completed", second["error"]
     assert spied == [template.pid, template.pid]
-    assert template_processes(warm_runtime.data_dir) == [template]
+    assert template_processes(runtime.data_dir) == [template]
     assert first["summary"]["rows"] == 60 and (tmp_path / "a" / "predictions.csv").exists()
     assert worker_processes(first["id"]) == worker_processes(second["id"]) == []
 
 
 def test_every_job_gets_fresh_script_state_and_its_own_random_numbers(
-    warm_runtime: RuntimeProcess, warm_client: LocalRuntimeClient, tmp_path: Path
+    runtime: RuntimeProcess, client: LocalRuntimeClient, tmp_path: Path
 ) -> None:
     package = scoring_package(tmp_path / "pkg", STATEFUL_SCRIPT)
     settings = {"package_path": package, "scoring_script": "score_batch.py", "mini_batch_size": 1}
-    run_job(warm_client, "state-warm-up", str(SAMPLE_DATA), tmp_path / "warm-up", **settings)
-    (template,) = template_processes(warm_runtime.data_dir)
+    run_job(client, "state-warm-up", str(SAMPLE_DATA), tmp_path / "warm-up", **settings)
+    (template,) = template_processes(runtime.data_dir)
     until(lambda: holds_module(template.pid, "/numpy/"), "the idle template never imported numpy")
     rows = []
     for name in ("state-a", "state-b"):  # both forked from a template that holds numpy's random state
-        run_job(warm_client, name, str(SAMPLE_DATA), tmp_path / name, **settings)
+        run_job(client, name, str(SAMPLE_DATA), tmp_path / name, **settings)
         rows.append([line.split(",") for line in (tmp_path / name / "predictions.csv").read_text().splitlines()])
 
     for job_rows in rows:  # one worker per job: its run() calls count 1, 2, 3 from a fresh module
@@ -130,79 +119,67 @@ def test_every_job_gets_fresh_script_state_and_its_own_random_numbers(
     assert randoms[0] != randoms[1], "two workers forked from one template drew the same random numbers"
 
 
-def test_a_changed_script_is_what_the_next_job_runs(warm_client: LocalRuntimeClient, tmp_path: Path) -> None:
+def test_a_changed_script_is_what_the_next_job_runs(client: LocalRuntimeClient, tmp_path: Path) -> None:
     version = "def init():\n    pass\n\n\ndef run(mini_batch):\n    return ['{tag}' for _ in mini_batch]\n"
     package = scoring_package(tmp_path / "pkg", version.format(tag="v1"))
     settings = {"package_path": package, "scoring_script": "score_batch.py", "mini_batch_size": 3}
-    run_job(warm_client, "script-v1", str(SAMPLE_DATA), tmp_path / "v1", **settings)
+    run_job(client, "script-v1", str(SAMPLE_DATA), tmp_path / "v1", **settings)
     (package / "score_batch.py").write_text(version.format(tag="v2"))
 
-    run_job(warm_client, "script-v2", str(SAMPLE_DATA), tmp_path / "v2", **settings)
+    run_job(client, "script-v2", str(SAMPLE_DATA), tmp_path / "v2", **settings)
 
     assert (tmp_path / "v1" / "predictions.csv").read_text() == "v1\nv1\nv1\n"
     assert (tmp_path / "v2" / "predictions.csv").read_text() == "v2\nv2\nv2\n"
 
 
 def test_a_template_that_would_fork_with_threads_gives_way_to_fresh_workers(
-    warm_runtime: RuntimeProcess, warm_client: LocalRuntimeClient, tmp_path: Path
+    runtime: RuntimeProcess, client: LocalRuntimeClient, tmp_path: Path
 ) -> None:
     threaded = {"OPENBLAS_NUM_THREADS": "2", "DEPLOYFLOW_TEST_CASE": "threads"}  # numpy starts a BLAS thread
     settings = {"mini_batch_size": 3, "environment_variables": threaded}
-    run_job(warm_client, "threads-a", str(SAMPLE_DATA), tmp_path / "a", **settings)
-    until(lambda: "cannot fork safely" in warm_runtime.log_path.read_text(), "the template was not given up")
+    run_job(client, "threads-a", str(SAMPLE_DATA), tmp_path / "a", **settings)
+    until(lambda: "cannot fork safely" in runtime.log_path.read_text(), "the template was not given up")
 
-    job = warm_client.submit_job(
+    job = client.submit_job(
         job_document("threads-b", str(SAMPLE_DATA), str(tmp_path / "b"), mini_batch_size=1,
                      package_path=scoring_package(tmp_path / "slow", SLOW_SCRIPT), scoring_script="score_batch.py",
                      environment_variables=threaded)
     )  # fmt: skip
     until(lambda: len(worker_processes(job["id"])) == 1, "the job's worker did not start")
     parent = worker_processes(job["id"])[0].ppid()
-    done = warm_client.wait_for_job(job["id"], timeout_s=60, poll_s=0.05)
+    done = client.wait_for_job(job["id"], timeout_s=60, poll_s=0.05)
 
     assert done["status"] == "Completed", done["error"]
-    assert parent == warm_runtime.process.pid  # spawned by the runtime itself, not forked
+    assert parent == runtime.process.pid  # spawned by the runtime itself, not forked
     assert (tmp_path / "a" / "predictions.csv").read_text().count("\n") == 60
 
 
 def test_an_idle_template_stops_and_none_is_used_when_turned_off(tmp_path: Path) -> None:
     for idle, expect_template in (("1", True), ("0", False)):
-        runtime = RuntimeProcess(tmp_path / f"idle-{idle}", extra_args=["--batch-warm-idle-s", idle])
-        runtime.start()
-        try:
-            with runtime.client() as client:
-                client.register_model("diabetes", SAMPLE_MODEL, version="1")
-                job = client.submit_job(job_document("idle", str(SAMPLE_DATA), str(tmp_path / f"out-{idle}"),
-                                                     package_path=scoring_package(tmp_path / "slow", SLOW_SCRIPT),
-                                                     scoring_script="score_batch.py"))  # fmt: skip
-                until(lambda: len(worker_processes(job["id"])) == 1, "the job's worker did not start")  # noqa: B023
-                parent = worker_processes(job["id"])[0].ppid()
-                assert client.wait_for_job(job["id"], timeout_s=60, poll_s=0.05)["status"] == "Completed"
-                templates = template_processes(runtime.data_dir)
+        with sample_runtime(tmp_path / f"idle-{idle}", "--batch-warm-idle-s", idle) as (runtime, client):
+            job = client.submit_job(job_document("idle", str(SAMPLE_DATA), str(tmp_path / f"out-{idle}"),
+                                                 package_path=scoring_package(tmp_path / "slow", SLOW_SCRIPT),
+                                                 scoring_script="score_batch.py"))  # fmt: skip
+            until(lambda: len(worker_processes(job["id"])) == 1, "the job's worker did not start")  # noqa: B023
+            parent = worker_processes(job["id"])[0].ppid()
+            assert client.wait_for_job(job["id"], timeout_s=60, poll_s=0.05)["status"] == "Completed"
+            templates = template_processes(runtime.data_dir)
 
-                assert (parent != runtime.process.pid) is expect_template
-                assert len(templates) == int(expect_template) and (not templates or parent == templates[0].pid)
-                until(lambda: template_processes(runtime.data_dir) == [], "the idle template did not stop")  # noqa: B023
-        finally:
-            runtime.stop()
+            assert (parent != runtime.process.pid) is expect_template
+            assert len(templates) == int(expect_template) and (not templates or parent == templates[0].pid)
+            until(lambda: template_processes(runtime.data_dir) == [], "the idle template did not stop")  # noqa: B023
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
 def test_templates_and_their_workers_do_not_outlive_the_runtime(tmp_path: Path, stop_signal: signal.Signals) -> None:
-    runtime = RuntimeProcess(tmp_path / "data")
-    runtime.start()
-    try:
-        with runtime.client() as client:
-            client.register_model("diabetes", SAMPLE_MODEL, version="1")
-            job = client.submit_job(job_document("orphan", str(SAMPLE_DATA), str(tmp_path / "out"), timeout_s=600,
-                                                 package_path=scoring_package(tmp_path / "slow", SLOW_SCRIPT),
-                                                 scoring_script="score_batch.py", mini_batch_size=1))  # fmt: skip
-            until(lambda: len(worker_processes(job["id"])) == 1, "the job's worker did not start")
-            assert len(template_processes(runtime.data_dir)) == 1
+    with sample_runtime(tmp_path / "data") as (runtime, client):
+        job = client.submit_job(job_document("orphan", str(SAMPLE_DATA), str(tmp_path / "out"), timeout_s=600,
+                                             package_path=scoring_package(tmp_path / "slow", SLOW_SCRIPT),
+                                             scoring_script="score_batch.py", mini_batch_size=1))  # fmt: skip
+        until(lambda: len(worker_processes(job["id"])) == 1, "the job's worker did not start")
+        assert len(template_processes(runtime.data_dir)) == 1
 
-            runtime.stop(stop_signal)
+        runtime.stop(stop_signal)
 
-            until(lambda: not worker_processes(job["id"]) and not template_processes(runtime.data_dir),
-                  "a template or a worker outlived the runtime", timeout_s=10)  # fmt: skip
-    finally:
-        runtime.stop()
+        until(lambda: not worker_processes(job["id"]) and not template_processes(runtime.data_dir),
+              "a template or a worker outlived the runtime", timeout_s=10)  # fmt: skip

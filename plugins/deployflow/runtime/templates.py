@@ -263,11 +263,15 @@ class WorkerTemplates:
         key = TemplateKey.of(python, environment)
         if not self.enabled or key in self.unfit:
             return None
+        template = self.templates.get(key)
         try:
-            template = self.templates.get(key)
             if template is None or not template.alive:
                 template = self.templates[key] = WorkerTemplate(key, self._log_path(key), self._preload_learned)
-                await template.start()
+                try:
+                    await template.start()
+                except TemplateError:
+                    self.unfit.add(key)  # it would fail the same way for every worker: stop trying
+                    raise
             return await template.fork(script, job_id, cwd, stdio)
         except TemplateError as e:
             log.warning("job %s: %s; starting a fresh worker process", job_id, e)
