@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from deployflow.local.client import LocalRuntimeClient
+from deployflow.runtime.templates import MAX_TEMPLATES
 from tests.runtime.batch_support import (
     SAMPLE_DATA,
     SLOW_SCRIPT,
@@ -183,3 +184,13 @@ def test_templates_and_their_workers_do_not_outlive_the_runtime(tmp_path: Path, 
 
         until(lambda: not worker_processes(job["id"]) and not template_processes(runtime.data_dir),
               "a template or a worker outlived the runtime", timeout_s=10)  # fmt: skip
+
+
+def test_templates_are_capped_and_the_least_recently_used_idle_one_makes_room(tmp_path: Path) -> None:
+    with sample_runtime(tmp_path / "data") as (runtime, client):
+        for i in range(MAX_TEMPLATES + 1):  # a set of environment variables each: a template each
+            run_job(client, f"env-{i}", str(SAMPLE_DATA), tmp_path / f"out-{i}", mini_batch_size=3,
+                    environment_variables={"DEPLOYFLOW_TEST_CASE": str(i)})  # fmt: skip
+
+        assert len(template_processes(runtime.data_dir)) == MAX_TEMPLATES
+        assert runtime.log_path.read_text().count("the least recently used, to make room") == 1

@@ -38,6 +38,9 @@ WORKER_SCRIPT = Path(__file__).with_name("batch_worker.py")
 START_TIMEOUT_S = 30.0
 PRELOAD_TIMEOUT_S = 300.0
 REPLY_TIMEOUT_S = 10.0
+# Live templates at most (each holds its environment's imports, ~100 MB for scikit-learn): past it,
+# the least recently used idle one is stopped, and if none is idle the worker starts fresh.
+MAX_TEMPLATES = 4
 MAX_MESSAGE = 1 << 20
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -242,9 +245,10 @@ class WorkerTemplate:
 class WorkerTemplates:
     """The templates of the runtime, by key; what workers reported loading; the idle scale-down."""
 
-    def __init__(self, log_dir: Path, idle_s: float) -> None:
+    def __init__(self, log_dir: Path, idle_s: float, max_templates: int = MAX_TEMPLATES) -> None:
         self.log_dir = log_dir
         self.idle_s = idle_s
+        self.max_templates = max_templates
         self.templates: dict[TemplateKey, WorkerTemplate] = {}
         self.learned: dict[TemplateKey, list[str]] = {}
         self.unfit: set[TemplateKey] = set()
@@ -266,6 +270,11 @@ class WorkerTemplates:
         template = self.templates.get(key)
         try:
             if template is None or not template.alive:
+                self.templates.pop(key, None)
+                if not self._make_room():
+                    log.info("job %s: %d worker templates are in use; starting a fresh worker process",
+                             job_id, len(self.templates))  # fmt: skip
+                    return None
                 template = self.templates[key] = WorkerTemplate(key, self._log_path(key), self._preload_learned)
                 try:
                     await template.start()
@@ -299,6 +308,19 @@ class WorkerTemplates:
         self.templates.clear()
 
     # ---- idle templates --------------------------------------------------------------
+
+    def _make_room(self) -> bool:
+        """Whether another template may start, stopping the least recently used idle one if need be."""
+        if len(self.templates) < self.max_templates:
+            return True
+        idle = [t for t in self.templates.values() if not t.busy and not t.preloading]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda t: t.last_used)
+        log.info("stopping worker template %s, the least recently used, to make room", oldest.log_path.stem)
+        oldest.close()
+        del self.templates[oldest.key]
+        return True
 
     def _ensure_sweeper(self) -> None:
         if self._sweeper is None or self._sweeper.done():
