@@ -55,8 +55,10 @@ def run_dag(dag: Any, conf: dict[str, Any] | None = None, *, retries: int | None
         for task in dag.tasks:
             task.retries = retries
     if not Path(dag.fileloc).resolve().is_relative_to(DAGS_FOLDER) or not _serialized(dag.dag_id):
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
         from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
+        DagBundlesManager().sync_bundles_to_db()  # a fresh database has no bundle row for the DAG to belong to
         bag = DagBag(dag_folder=os.devnull)
         bag.bag_dag(dag)
         sync_bag_to_db(bag, "dags-folder", None)
