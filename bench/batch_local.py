@@ -371,11 +371,11 @@ def main() -> None:
 
     ref_rate = round(statistics.median(r["rows_per_s"] for r in references))
     strict_rate = max(r["rows_per_s"] for r in references)
-    per_size = {  # each size's median round (by job duration), so one lucky round cannot carry the figure
+    rounds_by_size = {
         size: sorted((j for j in jobs if j["mini_batch_size"] == size), key=lambda j: j["rows_per_s_summary"])
         for size in sizes
-    }
-    per_size = {size: runs[(len(runs) - 1) // 2] for size, runs in per_size.items()}
+    }  # each size's median round, so one lucky round cannot carry the figure
+    per_size = {size: runs[(len(runs) - 1) // 2] for size, runs in rounds_by_size.items()}
     best = max(per_size.values(), key=lambda j: j["rows_per_s_summary"])
     target_rate = ref_rate * CORES
     par = max(parallel, key=lambda p: p["rows_per_s_scoring"])

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployflow.platform.batch import PREDICTIONS_FILE, SUMMARY_FILE
-from deployflow.runtime.config import DEFAULT_LOG_CAP_BYTES
 from deployflow.runtime.replicas import rotate_log
 from deployflow.runtime.schemas import Job
 from deployflow.runtime.storage import fetch, list_files, parse_location, publish
@@ -84,12 +83,13 @@ class JobRun:
         plan: JobPlan,
         connection_string: str | None,
         job_log: JobLog,
-        templates: WorkerTemplates | None = None,
-        log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES,
-        max_slots: int | None = None,
+        *,
+        templates: WorkerTemplates,
+        log_cap_bytes: int,
+        max_slots: int,
     ) -> None:
         self.job = job
-        self.max_slots = max_slots or job.instance_count * job.max_concurrency_per_instance
+        self.max_slots = max_slots
         self.plan = plan
         self.templates = templates
         self.log_cap_bytes = log_cap_bytes

@@ -185,8 +185,8 @@ class JobService:
                 job.status, job.started_at = JobStatus.RUNNING, _now()
                 self._persist(job)
                 plan = JobPlan(python, package / job.scoring_script, model_dir, work_dir, self._log_dir(job.id))
-                record.run = JobRun(job, plan, record.connection_string, job_log, self.templates,
-                                    self.config.log_cap_bytes, max_slots=granted)  # fmt: skip
+                record.run = JobRun(job, plan, record.connection_string, job_log, templates=self.templates,
+                                    log_cap_bytes=self.config.log_cap_bytes, max_slots=granted)  # fmt: skip
                 await record.run.execute()
         except asyncio.CancelledError:
             if not record.cancel_requested:

@@ -46,6 +46,23 @@ class ReplicaStartError(RuntimeError):
     """The scoring server exited or never answered its health route; the message has its log tail."""
 
 
+def dying_with_runtime(then: Callable[[], None] | None = None) -> Callable[[], None]:
+    """A ``preexec_fn`` that gives the child the death signal (SIGKILL when the runtime dies), then runs ``then``.
+
+    Processes must be spawned on the event loop's thread: the signal follows the spawning thread.
+    """
+    parent = os.getpid()
+
+    def in_child() -> None:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the runtime died before the signal was set
+            os._exit(1)
+        if then is not None:
+            then()
+
+    return in_child
+
+
 def free_port(host: str = LOOPBACK) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
@@ -136,15 +153,6 @@ class Replica:
             **self.environment,
         }
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        placement = self.placement
-        parent = os.getpid()
-
-        def in_child() -> None:
-            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != parent:
-                os._exit(1)
-            placement.apply_in_child()
-
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(
                 args,
@@ -154,7 +162,7 @@ class Replica:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=in_child,  # noqa: PLW1509 - needed to join cgroups and set the death signal
+                preexec_fn=dying_with_runtime(self.placement.apply_in_child),  # noqa: PLW1509 - cgroups, death signal
             )
         self.state = ReplicaState.STARTING
         log.info("replica %s started (pid %s, port %s)", self.replica_id, self.process.pid, self.port)

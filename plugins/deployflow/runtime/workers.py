@@ -11,7 +11,6 @@ gone, so no process outlives its job.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import logging
 import os
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from deployflow.runtime.replicas import PR_SET_PDEATHSIG
+from deployflow.runtime.replicas import dying_with_runtime
 from deployflow.runtime.templates import WORKER_SCRIPT, WorkerTemplates
 
 log = logging.getLogger(__name__)
@@ -30,8 +29,6 @@ WORKER_MARKER_ENV = "DEPLOYFLOW_BATCH_JOB"
 MESSAGE_LIMIT = 1 << 20
 STOP_GRACE_S = 2.0
 REAP_TIMEOUT_S = 5.0
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class WorkerInitError(RuntimeError):
@@ -131,13 +128,6 @@ class BatchWorker:
         return os.fdopen(stdout_r, "rb", buffering=0)
 
     def _spawn(self) -> BinaryIO:
-        parent = os.getpid()
-
-        def in_child() -> None:
-            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != parent:
-                os._exit(1)
-
         with open(self.log_path, "ab") as log_file:
             process = subprocess.Popen(
                 [str(self.python), "-P", str(WORKER_SCRIPT), str(self.script), self.job_id],
@@ -147,7 +137,7 @@ class BatchWorker:
                 stdout=subprocess.PIPE,
                 stderr=log_file,
                 start_new_session=True,
-                preexec_fn=in_child,  # noqa: PLW1509 - sets the death signal, as replicas do
+                preexec_fn=dying_with_runtime(),  # noqa: PLW1509 - sets the death signal, as replicas do
             )
         assert process.stdin is not None and process.stdout is not None
         self.process, self._stdin = process, process.stdin
