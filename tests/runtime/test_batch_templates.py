@@ -9,7 +9,10 @@ processes; idle templates stop; nothing outlives the runtime.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +21,7 @@ import psutil
 import pytest
 
 from deployflow.local.client import LocalRuntimeClient
-from deployflow.runtime.templates import MAX_TEMPLATES
+from deployflow.runtime.templates import MAX_TEMPLATES, WorkerTemplates
 from tests.runtime.batch_support import (
     SAMPLE_DATA,
     SLOW_SCRIPT,
@@ -194,3 +197,25 @@ def test_templates_are_capped_and_the_least_recently_used_idle_one_makes_room(tm
 
         assert len(template_processes(runtime.data_dir)) == MAX_TEMPLATES
         assert runtime.log_path.read_text().count("the least recently used, to make room") == 1
+
+
+def test_a_template_still_starting_is_not_taken_for_an_idle_one(tmp_path: Path) -> None:
+    """The sweeper ticks while a second template starts; it must not stop it (it once did, as idle for 600 s)."""
+    slow_python = tmp_path / "slow-python"
+    slow_python.write_text(f'#!/bin/sh\nsleep 1.5\nexec {sys.executable} "$@"\n')
+    slow_python.chmod(0o755)
+    script = scoring_package(tmp_path / "pkg", SLOW_SCRIPT) / "score_batch.py"
+
+    async def scenario() -> tuple[bool, bool]:
+        templates = WorkerTemplates(tmp_path / "logs", idle_s=600)
+        with open(os.devnull, "r+b") as null:
+            stdio = (null.fileno(),) * 3
+            try:
+                first = await templates.fork(Path(sys.executable), {}, script=script, job_id="a", cwd=tmp_path,
+                                             stdio=stdio)  # fmt: skip  # starts the sweeper
+                second = await templates.fork(slow_python, {}, script=script, job_id="b", cwd=tmp_path, stdio=stdio)
+                return first is not None, second is not None
+            finally:
+                await templates.close()
+
+    assert asyncio.run(scenario()) == (True, True)

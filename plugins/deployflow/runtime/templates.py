@@ -99,12 +99,17 @@ class WorkerTemplate:
         self._socket: socket.socket | None = None
         self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.preloading = False  # set by the registry while a preload is queued or running
+        self.ready = False  # started and answering; until then the sweeper leaves it alone
         self._lock = asyncio.Lock()
         self._closed = False
 
     @property
     def busy(self) -> bool:
         return any(child.returncode is None for child in self.children.values())
+
+    @property
+    def starting(self) -> bool:
+        return not self.ready and not self._closed
 
     @property
     def alive(self) -> bool:
@@ -141,6 +146,8 @@ class WorkerTemplate:
         if ready.get("threads", 1) > 1:
             self.close()
             raise TemplateError(f"the worker template runs {ready['threads']} threads at start and cannot fork safely")
+        self.ready = True
+        self.last_used = asyncio.get_running_loop().time()
         log.info("worker template %s started (pid %s)", self.log_path.stem, self.process.pid)
 
     async def preload(self, modules: list[str]) -> None:
@@ -303,7 +310,7 @@ class WorkerTemplates:
         """Whether another template may start, stopping the least recently used idle one if need be."""
         if len(self.templates) < self.max_templates:
             return True
-        idle = [t for t in self.templates.values() if not t.busy and not t.preloading]
+        idle = [t for t in self.templates.values() if t.ready and not t.busy and not t.preloading]
         if not idle:
             return False
         oldest = min(idle, key=lambda t: t.last_used)
@@ -323,6 +330,8 @@ class WorkerTemplates:
         while self.templates:
             await asyncio.sleep(tick)
             for key, template in list(self.templates.items()):
+                if template.starting:
+                    continue  # its job is about to fork from it
                 if not template.alive:
                     del self.templates[key]
                 elif template.busy:
