@@ -8,9 +8,11 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from airflow.sdk import DAG
+from airflow.sdk.exceptions import TaskDeferred
 
 from deployflow.hooks.ml_platform import MLPlatformHook
 from deployflow.local.client import LocalRuntimeClient
@@ -21,6 +23,7 @@ from deployflow.operators.deployment import (
 )
 from deployflow.triggers.ml_platform import DeploymentStateTrigger
 from tests.airflow_support import connected_runtime, run_dag, task_states
+from tests.runtime.batch_support import processes_logging_to
 from tests.runtime.support import SAMPLE_MODEL, RuntimeProcess, deploy
 
 pytestmark = pytest.mark.slow
@@ -139,6 +142,47 @@ def test_trigger_reports_a_missing_deployment_as_an_error(client: LocalRuntimeCl
     event = asyncio.run(_first_event(trigger))
     assert event.payload["status"] == "error"
     assert "ghost" in event.payload["message"]
+
+
+def test_a_task_stopped_while_deferred_removes_the_deployment_it_was_creating(
+    client: LocalRuntimeClient, runtime: RuntimeProcess, tmp_path: Path
+) -> None:
+    slow = shutil.copytree(SAMPLE_MODEL, tmp_path / "slow", ignore=shutil.ignore_patterns("__pycache__"))
+    score = slow / "score.py"
+    score.write_text(score.read_text().replace("def init() -> None:\n", "def init() -> None:\n    time.sleep(300)\n"))
+    score.write_text(score.read_text().replace("import json\n", "import json\nimport time\n", 1))
+    model = client.register_model("slow-init", slow)
+    operator = CreateDeploymentOperator(
+        task_id="deploy", endpoint_name=ENDPOINT, deployment_name="slowinit", model=f"slow-init:{model['version']}",
+        deferrable=True, poll_interval=0.2, timeout_s=600,
+    )  # fmt: skip
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute({"ti": mock.Mock()})  # type: ignore[arg-type]
+    path, kwargs = deferred.value.trigger.serialize()
+    assert path == "deployflow.triggers.ml_platform.DeploymentStateTrigger" and kwargs["delete_on_kill"] is True
+    trigger = DeploymentStateTrigger(**kwargs)  # as the triggerer rebuilds it
+    replica_logs = str(runtime.data_dir / "logs" / ENDPOINT / "slowinit")
+    deadline = time.monotonic() + 300
+    while not processes_logging_to(lambda stderr: stderr.startswith(replica_logs)):
+        assert time.monotonic() < deadline, "the deployment's replica did not start"
+        time.sleep(0.2)
+    assert client.get_deployment(ENDPOINT, "slowinit")["provisioning_state"] == "Creating"
+
+    asyncio.run(trigger.on_kill())  # the user marked the deferred task failed
+
+    assert [d["name"] for d in client.list_deployments(ENDPOINT)] == ["blue"]
+    deadline = time.monotonic() + 30
+    while processes_logging_to(lambda stderr: stderr.startswith(replica_logs)):
+        assert time.monotonic() < deadline, "the removed deployment's replica is still running"
+        time.sleep(0.2)
+
+
+def test_a_trigger_for_an_updated_deployment_leaves_it_when_the_task_is_stopped(client: LocalRuntimeClient) -> None:
+    trigger = DeploymentStateTrigger(
+        ml_platform_conn_id="deployflow_local", endpoint_name=ENDPOINT, deployment_name="blue", deadline=time.time() + 5
+    )
+    asyncio.run(trigger.on_kill())
+    assert client.get_deployment(ENDPOINT, "blue")["provisioning_state"] == "Succeeded"
 
 
 async def _first_event(trigger: DeploymentStateTrigger):  # noqa: ANN202 - a TriggerEvent

@@ -145,6 +145,7 @@ class CreateDeploymentOperator(MLPlatformOperator):
                     deployment_name=spec.name,
                     deadline=time.time() + self.timeout_s,
                     poll_interval=self.poll_interval,
+                    delete_on_kill=self._created,
                 ),
                 method_name="execute_complete",
             )

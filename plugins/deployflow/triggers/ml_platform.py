@@ -18,6 +18,11 @@ class DeploymentStateTrigger(BaseTrigger):
 
     ``deadline`` is a wall-clock epoch second, so a trigger restarted by another triggerer
     keeps the operator's original deadline. Yields one event with ``status`` success or error.
+
+    With ``delete_on_kill`` (the operator sets it when it created the deployment), a user who
+    stops the deferred task (mark failed or success, clear) takes the half-created deployment
+    with it, as the operator's own ``on_kill`` would. A triggerer that restarts or hands the
+    trigger to another calls no ``on_kill`` and leaves it be.
     """
 
     def __init__(
@@ -28,6 +33,7 @@ class DeploymentStateTrigger(BaseTrigger):
         deployment_name: str,
         deadline: float,
         poll_interval: float = 5.0,
+        delete_on_kill: bool = False,
     ) -> None:
         super().__init__()
         self.ml_platform_conn_id = ml_platform_conn_id
@@ -35,6 +41,7 @@ class DeploymentStateTrigger(BaseTrigger):
         self.deployment_name = deployment_name
         self.deadline = deadline
         self.poll_interval = poll_interval
+        self.delete_on_kill = delete_on_kill
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -45,6 +52,7 @@ class DeploymentStateTrigger(BaseTrigger):
                 "deployment_name": self.deployment_name,
                 "deadline": self.deadline,
                 "poll_interval": self.poll_interval,
+                "delete_on_kill": self.delete_on_kill,
             },
         )
 
@@ -82,3 +90,16 @@ class DeploymentStateTrigger(BaseTrigger):
                 await asyncio.sleep(min(self.poll_interval, max(self.deadline - time.time(), 0.1)))
         except PlatformError as e:
             yield self._event("error", str(e))
+
+    async def on_kill(self) -> None:
+        """The task was stopped while it waited here: remove the deployment if this task created it."""
+        if not self.delete_on_kill:
+            return
+        hook = MLPlatformHook(ml_platform_conn_id=self.ml_platform_conn_id)
+        name = f"{self.endpoint_name}/{self.deployment_name}"
+        try:
+            await asyncio.to_thread(lambda: hook.platform.delete_deployment(self.endpoint_name, self.deployment_name))
+        except PlatformError as e:
+            self.log.warning("the task was stopped, but its new deployment %s could not be deleted: %s", name, e)
+            return
+        self.log.info("the task was stopped while waiting: deleted its new deployment %s", name)
