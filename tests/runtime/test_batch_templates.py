@@ -14,14 +14,15 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psutil
 import pytest
 
 from deployflow.local.client import LocalRuntimeClient
-from deployflow.runtime.templates import MAX_TEMPLATES, WorkerTemplates
+from deployflow.runtime.templates import MAX_TEMPLATES, ForkedProcess, WorkerTemplates
 from tests.runtime.batch_support import (
     SAMPLE_DATA,
     SLOW_SCRIPT,
@@ -33,6 +34,7 @@ from tests.runtime.batch_support import (
 from tests.runtime.support import SAMPLE_MODEL, RuntimeProcess, sample_runtime
 
 pytestmark = pytest.mark.slow
+T = TypeVar("T")
 
 # One row per file: its name, how many run() calls this process has made, its pid, and a random number.
 # numpy.random is imported up front (as scikit-learn does), so the template holds its global state.
@@ -199,23 +201,60 @@ def test_templates_are_capped_and_the_least_recently_used_idle_one_makes_room(tm
         assert runtime.log_path.read_text().count("the least recently used, to make room") == 1
 
 
-def test_a_template_still_starting_is_not_taken_for_an_idle_one(tmp_path: Path) -> None:
-    """The sweeper ticks while a second template starts; it must not stop it (it once did, as idle for 600 s)."""
-    slow_python = tmp_path / "slow-python"
-    slow_python.write_text(f'#!/bin/sh\nsleep 1.5\nexec {sys.executable} "$@"\n')
-    slow_python.chmod(0o755)
+ForkFrom = Callable[[Path, str], Awaitable[ForkedProcess | None]]
+
+
+def with_templates(tmp_path: Path, scenario: Callable[[WorkerTemplates, ForkFrom], Awaitable[T]], **options: Any) -> T:
+    """Run ``scenario`` with a template registry of its own; ``fork(python, job_id)`` asks it for a worker."""
     script = scoring_package(tmp_path / "pkg", SLOW_SCRIPT) / "score_batch.py"
 
-    async def scenario() -> tuple[bool, bool]:
-        templates = WorkerTemplates(tmp_path / "logs", idle_s=600)
+    async def run() -> T:
+        templates = WorkerTemplates(tmp_path / "logs", **{"idle_s": 600, **options})
         with open(os.devnull, "r+b") as null:
-            stdio = (null.fileno(),) * 3
+
+            def fork(python: Path, job_id: str) -> Awaitable[ForkedProcess | None]:
+                stdio = (null.fileno(),) * 3
+                return templates.fork(python, {}, script=script, job_id=job_id, cwd=tmp_path, stdio=stdio)
+
             try:
-                first = await templates.fork(Path(sys.executable), {}, script=script, job_id="a", cwd=tmp_path,
-                                             stdio=stdio)  # fmt: skip  # starts the sweeper
-                second = await templates.fork(slow_python, {}, script=script, job_id="b", cwd=tmp_path, stdio=stdio)
-                return first is not None, second is not None
+                return await scenario(templates, fork)
             finally:
                 await templates.close()
 
-    assert asyncio.run(scenario()) == (True, True)
+    return asyncio.run(run())
+
+
+def python_wrapper(tmp_path: Path, name: str, before: str = "") -> Path:
+    """A "python" that runs ``before`` in the shell and then this interpreter: another template key."""
+    wrapper = tmp_path / name
+    wrapper.write_text(f'#!/bin/sh\n{before}\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def test_a_template_still_starting_is_not_taken_for_an_idle_one(tmp_path: Path) -> None:
+    """The sweeper ticks while a second template starts; it must not stop it (it once did, as idle for 600 s)."""
+    slow_python = python_wrapper(tmp_path, "slow-python", "sleep 1.5")
+
+    async def scenario(templates: WorkerTemplates, fork: ForkFrom) -> tuple[bool, bool]:
+        first = await fork(Path(sys.executable), "a")  # starts the sweeper
+        second = await fork(slow_python, "b")
+        return first is not None, second is not None
+
+    assert with_templates(tmp_path, scenario) == (True, True)
+
+
+def test_a_template_asked_to_fork_is_not_evicted_to_make_room(tmp_path: Path) -> None:
+    """At the cap, a template whose fork is on its way is in use: the other job starts fresh."""
+    other_python = python_wrapper(tmp_path, "other-python")
+
+    async def scenario(templates: WorkerTemplates, fork: ForkFrom) -> tuple[bool, bool]:
+        first = await fork(Path(sys.executable), "a")
+        assert first is not None
+        await first.wait(30)  # its worker has no work and exits: the template is idle again
+        (template,) = templates.templates.values()
+        assert not template.busy
+        again, other = await asyncio.gather(fork(Path(sys.executable), "b"), fork(other_python, "c"))
+        return again is not None, other is not None
+
+    assert with_templates(tmp_path, scenario, max_templates=1) == (True, False)

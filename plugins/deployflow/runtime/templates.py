@@ -100,12 +100,13 @@ class WorkerTemplate:
         self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.preloading = False  # set by the registry while a preload is queued or running
         self.ready = False  # started and answering; until then the sweeper leaves it alone
+        self._forking = 0  # forks asked for and not answered yet: in use, though no child is known yet
         self._lock = asyncio.Lock()
         self._closed = False
 
     @property
     def busy(self) -> bool:
-        return any(child.returncode is None for child in self.children.values())
+        return self._forking > 0 or any(child.returncode is None for child in self.children.values())
 
     @property
     def starting(self) -> bool:
@@ -170,9 +171,13 @@ class WorkerTemplate:
 
     async def fork(self, script: Path, job_id: str, cwd: Path, stdio: tuple[int, int, int]) -> ForkedProcess:
         """A new worker with these fds as its stdin, stdout and stderr (the caller keeps its own copies)."""
-        async with self._lock:
-            self._send({"op": "fork", "script": str(script), "job_id": job_id, "cwd": str(cwd)}, fds=list(stdio))
-            answer = await self._reply(REPLY_TIMEOUT_S)
+        self._forking += 1
+        try:
+            async with self._lock:
+                self._send({"op": "fork", "script": str(script), "job_id": job_id, "cwd": str(cwd)}, fds=list(stdio))
+                answer = await self._reply(REPLY_TIMEOUT_S)
+        finally:
+            self._forking -= 1
         if answer.get("event") != "forked":
             raise TemplateError(f"the worker template could not fork: {answer.get('error', answer)}")
         child = self.children[answer["pid"]] = ForkedProcess(answer["pid"])
