@@ -72,7 +72,7 @@ class SteadyLoad:
         return self.result
 
 
-def rollout_dag(endpoint: str, model: str, package: Path) -> DAG:
+def rollout_dag(endpoint: str, model: str, package: Path, plan: dict | None = None) -> DAG:
     with DAG(f"rollout_{endpoint}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
         RolloutOperator(
             task_id="promote",
@@ -82,7 +82,7 @@ def rollout_dag(endpoint: str, model: str, package: Path) -> DAG:
             package_path=str(package),
             instance_resources={"cpu": 0.5, "memory_gb": 1.0},
             instance_count=2,
-            plan=QUICK_PLAN,
+            plan=plan or QUICK_PLAN,
             probe_rate=30,
         )
     return dag
@@ -106,18 +106,24 @@ def test_a_good_model_rolls_out_under_load_with_no_failed_request(client: LocalR
     assert live.ok == live.scheduled == 1000, live.errors  # every live request answered, none failed
 
 
+def bad_model(client: LocalRuntimeClient, tmp_path: Path, fault: str) -> tuple[str, Path]:
+    """The sample model with one of BAD_SCORE's faults, registered: its reference and package."""
+    bad = shutil.copytree(SAMPLE_MODEL, tmp_path / f"diabetes-{fault}", ignore=shutil.ignore_patterns("__pycache__"))
+    (bad / "score.py").write_text((bad / "score.py").read_text() + BAD_SCORE[fault])
+    model = client.register_model(f"diabetes-{fault}", bad)
+    return f"{model['name']}:{model['version']}", bad
+
+
 @pytest.mark.parametrize("fault", ["errors", "slow"])
 def test_a_bad_model_is_rolled_back_on_its_own_and_live_traffic_never_fails(
     client: LocalRuntimeClient, tmp_path: Path, fault: str
 ) -> None:
-    bad = shutil.copytree(SAMPLE_MODEL, tmp_path / f"diabetes-{fault}")
-    (bad / "score.py").write_text((bad / "score.py").read_text() + BAD_SCORE[fault])
-    model = client.register_model(f"diabetes-{fault}", bad)
+    model, bad = bad_model(client, tmp_path, fault)
     name = f"ro-{fault}"
     endpoint = serving_endpoint(client, name)
     load = SteadyLoad(client, endpoint, rate=40, seconds=12)
 
-    dag_run = run_dag(rollout_dag(name, f"{model['name']}:{model['version']}", bad), retries=0)
+    dag_run = run_dag(rollout_dag(name, model, bad), retries=0)
     live = load.wait()
 
     assert task_states(dag_run) == {"promote": "failed"}
@@ -129,6 +135,22 @@ def test_a_bad_model_is_rolled_back_on_its_own_and_live_traffic_never_fails(
     assert after["traffic"] == {"blue": 100} and after["mirror_traffic"] == {}
     assert [d["name"] for d in client.list_deployments(name)] == ["blue"]
     assert live.ok == live.scheduled, live.errors  # mirrored copies failed, no live request did
+
+
+def test_errors_that_the_rest_of_a_window_cannot_undo_end_it_early(client: LocalRuntimeClient, tmp_path: Path) -> None:
+    model, bad = bad_model(client, tmp_path, "errors")
+    serving_endpoint(client, "ro-early")
+    plan = {**QUICK_PLAN, "steps": ["mirror 20% 60s", "traffic 100%"]}  # 1,800 probe requests at 30/s
+
+    dag_run = run_dag(rollout_dag("ro-early", model, bad, plan), retries=0)
+
+    assert task_states(dag_run) == {"promote": "failed"}
+    (decision,) = xcom(dag_run, "promote", key="rollout")["decisions"]
+    assert decision["outcome"] == "fail"
+    reason = " ".join(decision["reasons"])
+    assert "error rate cannot end within the limit" in reason and "still to come of 1800" in reason
+    assert client.get_endpoint("ro-early")["traffic"] == {"blue": 100}
+    assert [d["name"] for d in client.list_deployments("ro-early")] == ["blue"]
 
 
 def test_a_retried_rollout_resumes_from_the_traffic_it_finds(client: LocalRuntimeClient) -> None:

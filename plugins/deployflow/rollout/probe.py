@@ -2,19 +2,25 @@
 
 When an endpoint has no live traffic to judge by, the rollout drives its own: two open-loop
 streams through the endpoint's scoring URI, one pinned to each deployment with the
-``azureml-model-deployment`` header, for the step's window. Each stream's result becomes the
-gate's ``WindowStats``. The probe never changes traffic; it only reads.
+``azureml-model-deployment`` header, for the step's window, in slices so that a certain failure
+can end the window early. Each stream's result becomes the gate's ``WindowStats``. The probe
+never changes traffic; it only reads.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from deployflow.loadtest import LoadResult, RequestSpec, Schedule, run_open_loop
+from deployflow.loadtest import LoadResult, RequestSpec, Schedule, merge_results, run_open_loop
 from deployflow.platform.base import MLPlatform
 from deployflow.platform.specs import DEPLOYMENT_HEADER
 from deployflow.rollout.gates import WindowStats
+
+# A gate window is probed in slices this long, so a certain failure ends it early.
+SLICE_S = 5.0
 
 
 def window_stats(result: LoadResult, deployment: str) -> WindowStats:
@@ -46,17 +52,33 @@ class Probe:
     rate: float = 50.0
     timeout_s: float = 5.0
 
-    def measure(self, window_s: float, new: str, old: str | None) -> tuple[WindowStats, WindowStats | None]:
-        """Load ``new`` (and ``old``, when there is one) for ``window_s`` at once; their stats."""
+    def measure(
+        self, window_s: float, new: str, old: str | None, *, cut_short: Callable[[WindowStats], bool] | None = None
+    ) -> tuple[WindowStats, WindowStats | None]:
+        """Load ``new`` (and ``old``, when there is one) for ``window_s`` at once; their stats.
+
+        The window is measured in slices of at most ``SLICE_S``; after each, ``cut_short`` sees
+        the new deployment's stats so far and may end the window there (a failure that the rest
+        of the window cannot undo need not wait for its end).
+        """
         scoring_uri = self.platform.get_endpoint(self.endpoint).scoring_uri
         auth = self.platform.scoring_headers(self.endpoint)
 
-        def run(deployment: str) -> WindowStats:
+        def run(deployment: str, seconds: float) -> LoadResult:
             headers = {**auth, DEPLOYMENT_HEADER: deployment, "Content-Type": "application/json"}
             request = RequestSpec(scoring_uri, body=self.body, headers=headers, timeout_s=self.timeout_s)
-            return window_stats(run_open_loop(request, Schedule.constant(self.rate, window_s)), deployment)
+            return run_open_loop(request, Schedule.constant(self.rate, seconds))
 
         names = [new] if old is None else [new, old]
+        parts: dict[str, list[LoadResult]] = {name: [] for name in names}
+        slices = max(1, math.ceil(window_s / SLICE_S))
         with ThreadPoolExecutor(max_workers=len(names)) as pool:
-            stats = list(pool.map(run, names))
-        return stats[0], (stats[1] if old is not None else None)
+            for index in range(slices):
+                for name, part in zip(names, pool.map(run, names, [window_s / slices] * len(names)), strict=True):
+                    parts[name].append(part)
+                # The slices ran one after another: merging them adds counts and histograms, which
+                # is all the gate reads (the summed rate of a merge is not used here).
+                stats = {name: window_stats(merge_results(parts[name]), name) for name in names}
+                if index < slices - 1 and cut_short is not None and cut_short(stats[new]):
+                    break
+        return stats[new], (stats[old] if old is not None else None)

@@ -15,7 +15,7 @@ from typing import Any
 from deployflow.platform.base import MLPlatform
 from deployflow.rollout.actions import Action, AskApproval, Finish, Observe, RollBack, SetTraffic
 from deployflow.rollout.controller import RolloutState, next_action
-from deployflow.rollout.gates import evaluate_gate
+from deployflow.rollout.gates import GateResult, GateSpec, WindowStats, early_failure, evaluate_gate
 from deployflow.rollout.probe import Probe
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,7 @@ def drive_rollout(
             platform.set_traffic(endpoint, traffic=action.traffic, mirror_traffic=action.mirror)
             progress.traffic_changes.append(action.line)
         elif isinstance(action, Observe):
-            candidate, baseline = probe.measure(action.window_s, new, old)
-            result = evaluate_gate(progress.state.plan.gates, candidate, baseline)
+            result = _measure_gate(probe, progress.state.plan.gates, action.window_s, new, old, logger)
             progress.state = progress.state.record_gate(action.step_index, result)
             logger.info(
                 "gate of step %d: %s; %s", action.step_index + 1, result.verdict.value, "; ".join(result.reasons)
@@ -95,3 +94,20 @@ def drive_rollout(
         elif isinstance(action, Finish):
             progress.finish = action
             return progress
+
+
+def _measure_gate(probe: Probe, gates: GateSpec, window_s: float, new: str, old: str, logger: Any) -> GateResult:
+    """The gate's verdict on one window of probe load, ended early once the new deployment has
+    made more errors than the whole window may hold."""
+    expected = round(probe.rate * window_s)
+    certain: list[GateResult] = []
+
+    def cut_short(so_far: WindowStats) -> bool:
+        failure = early_failure(gates, so_far, expected_requests=expected)
+        if failure is not None:
+            certain.append(failure)
+            logger.info("gate window cut short after %d of %d requests to %s", so_far.requests, expected, new)
+        return failure is not None
+
+    candidate, baseline = probe.measure(window_s, new, old, cut_short=cut_short)
+    return certain[0] if certain else evaluate_gate(gates, candidate, baseline)
