@@ -48,11 +48,14 @@ REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
 class NoAnswer(Exception):
-    """The replica closed or refused the connection before sending a byte: safe to retry elsewhere."""
+    """The replica refused or closed the connection before its answer was complete: it went away
+    (killed, crashed, stopped), often between writing the headers and the body. The caller has
+    seen nothing yet and a scoring call's answer depends on its input alone, so another replica
+    is asked."""
 
 
 class BrokenAnswer(Exception):
-    """The replica started answering and then broke off: not retried, the caller gets a 502."""
+    """The replica answered with something that is not HTTP: not retried, the caller gets a 502."""
 
 
 def error_body(code: str, message: str) -> bytes:
@@ -150,7 +153,7 @@ class Router:
         return answer
 
     async def _forward(self, deployment: DeploymentRuntime, request: Request, request_id: bytes) -> Answer:
-        """On a failure before any answer, try another replica until the request's timeout."""
+        """When a replica goes away before its answer is complete, try another until the request's timeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + deployment.timeout_s
         payload = upstream_request(request, request_id)
@@ -172,7 +175,7 @@ class Router:
                 replica.mark_dead()
                 continue
             except BrokenAnswer as e:
-                return Answer.error(502, "BadGateway", f"deployment {deployment.name} broke off its answer: {e}")
+                return Answer.error(502, "BadGateway", f"deployment {deployment.name} gave a broken answer: {e}")
             except TimeoutError:
                 return Answer.error(
                     504, "RequestTimeout",
@@ -278,7 +281,7 @@ class UpstreamConnection(asyncio.Protocol):
         elif self.headers_complete and not self.length_known:
             self.done.set_result(self._answer())  # a body delimited by the close itself
         else:
-            self._fail(BrokenAnswer("connection closed mid-answer"))
+            self._fail(NoAnswer("connection closed mid-answer"))
 
 
 class ClientConnection(asyncio.Protocol):

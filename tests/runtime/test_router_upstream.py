@@ -1,0 +1,99 @@
+"""The router against replicas that misbehave on the wire: real sockets, stand-in scoring servers.
+
+A replica killed between writing its answer's headers and its body leaves the router half an
+answer; the caller must still get a whole one, from another replica. An answer that is not HTTP
+is a 502 with a JSON body, not retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from deployflow.platform.specs import DeploymentSpec, ModelRef
+from deployflow.runtime.endpoints import DeploymentRuntime
+from deployflow.runtime.replicas import Replica, ReplicaState
+from deployflow.runtime.router import Request, Router
+
+GOOD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n[151.0]"
+HEADERS_ONLY = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n"
+NOT_HTTP = b"\x00\x01 not an http answer\r\n\r\n"
+
+
+class StandIn:
+    """A scoring server on a loopback port that answers every connection with ``reply`` and closes."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> StandIn:
+        self.server = await asyncio.start_server(self._answer, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(self.reply)
+        await writer.drain()
+        writer.close()
+
+
+def deployment_of(tmp_path: Path, *servers: StandIn) -> DeploymentRuntime:
+    spec = DeploymentSpec(endpoint="ep-router", name="blue", model=ModelRef("m", "1"), instance_count=len(servers))
+    deployment = DeploymentRuntime("ep-router", "blue", spec, enforcement="none")
+    for index, server in enumerate(servers):
+        replica = Replica(f"ep-router.blue.{index}", python=Path("python"), package_dir=tmp_path, worker_count=1,
+                          environment={}, placement_factory=lambda: None,  # type: ignore[arg-type,return-value]
+                          log_path=tmp_path / f"{index}.log")  # fmt: skip
+        replica.port, replica.state = server.port, ReplicaState.READY
+        deployment.replicas.append(replica)
+    return deployment
+
+
+def score(router: Router, deployment: DeploymentRuntime) -> Awaitable:
+    request = Request(b"POST", b"/endpoints/ep-router/score", {b"content-type": b"application/json"}, b"{}", True)
+    return router.forward(deployment, request, b"req-1")
+
+
+def run(scenario: Callable[[Router], Awaitable[object]]) -> object:
+    return asyncio.run(scenario(Router(runtime=None, max_body_bytes=1 << 20)))  # type: ignore[arg-type]
+
+
+def test_half_an_answer_from_a_dying_replica_is_answered_by_another(tmp_path: Path) -> None:
+    async def scenario(router: Router) -> tuple[list[int], int, ReplicaState, bytes]:
+        async with StandIn(HEADERS_ONLY) as dying, StandIn(GOOD) as healthy:
+            deployment = deployment_of(tmp_path, dying, healthy)
+            answers = [await score(router, deployment) for _ in range(4)]  # the replicas take turns
+            return [a.status for a in answers], dying.connections, deployment.replicas[0].state, answers[0].body
+
+    statuses, dying_connections, dying_state, body = run(scenario)  # type: ignore[misc]
+
+    assert statuses == [200, 200, 200, 200]
+    assert body == b"[151.0]"
+    assert dying_connections == 1 and dying_state is ReplicaState.DEAD  # asked once, then left out
+
+
+def test_an_answer_that_is_not_http_is_a_502_with_a_json_body_and_not_retried(tmp_path: Path) -> None:
+    async def scenario(router: Router) -> tuple[int, bytes, int]:
+        async with StandIn(NOT_HTTP) as broken:
+            answer = await score(router, deployment_of(tmp_path, broken))
+            return answer.status, answer.body, broken.connections
+
+    status, body, connections = run(scenario)  # type: ignore[misc]
+
+    assert status == 502 and connections == 1
+    assert "broken answer" in json.loads(body)["error"]["message"]
