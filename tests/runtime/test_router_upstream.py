@@ -97,3 +97,18 @@ def test_an_answer_that_is_not_http_is_a_502_with_a_json_body_and_not_retried(tm
 
     assert status == 502 and connections == 1
     assert "broken answer" in json.loads(body)["error"]["message"]
+
+
+def test_a_request_that_two_replicas_die_holding_is_not_sent_to_a_third(tmp_path: Path) -> None:
+    async def scenario(router: Router) -> tuple[int, bytes, int, list[ReplicaState]]:
+        async with StandIn(HEADERS_ONLY) as a, StandIn(b"") as b, StandIn(HEADERS_ONLY) as c:
+            deployment = deployment_of(tmp_path, a, b, c)
+            answer = await score(router, deployment)
+            states = [r.state for r in deployment.replicas]
+            return answer.status, answer.body, a.connections + b.connections + c.connections, states
+
+    status, body, connections, states = run(scenario)  # type: ignore[misc]
+
+    assert status == 502 and connections == 2
+    assert "went away while holding this request" in json.loads(body)["error"]["message"]
+    assert states.count(ReplicaState.READY) == 1  # one replica was never sent it, and still serves

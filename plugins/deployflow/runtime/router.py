@@ -43,6 +43,9 @@ HOP_BY_HOP = frozenset(
 RESPONSE_DROPPED = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length",
                               REQUEST_ID_HEADER, DEPLOYMENT_HEADER})  # fmt: skip
 MAX_ATTEMPTS = 8
+# Replicas that may go away while holding one request before it is answered with a 502: a request
+# that takes down every replica it reaches (a "query of death") must not take down the deployment.
+MAX_LOST_PER_REQUEST = 2
 MAX_MIRRORS_IN_FLIGHT = 64
 REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
@@ -51,7 +54,11 @@ class NoAnswer(Exception):
     """The replica refused or closed the connection before its answer was complete: it went away
     (killed, crashed, stopped), often between writing the headers and the body. The caller has
     seen nothing yet and a scoring call's answer depends on its input alone, so another replica
-    is asked."""
+    is asked. ``sent`` tells a replica that took the request from one that refused the connection."""
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class BrokenAnswer(Exception):
@@ -158,6 +165,7 @@ class Router:
         deadline = loop.time() + deployment.timeout_s
         payload = upstream_request(request, request_id)
         tried: set[Replica] = set()
+        lost = 0
         for _ in range(MAX_ATTEMPTS):
             replica = deployment.pick(tried)
             if replica is None:
@@ -171,8 +179,15 @@ class Router:
             replica.inflight += 1
             try:
                 return await asyncio.wait_for(exchange(replica, payload), deadline - loop.time())
-            except NoAnswer:
+            except NoAnswer as e:
                 replica.mark_dead()
+                lost += e.sent
+                if lost >= MAX_LOST_PER_REQUEST:
+                    return Answer.error(
+                        502, "BadGateway",
+                        f"{lost} instances of deployment {deployment.name} went away while holding this request "
+                        "(it may be what stops them); it is not sent to another",
+                    )  # fmt: skip
                 continue
             except BrokenAnswer as e:
                 return Answer.error(502, "BadGateway", f"deployment {deployment.name} gave a broken answer: {e}")
@@ -218,7 +233,7 @@ async def exchange(replica: Replica, payload: bytes) -> Answer:
             lambda: UpstreamConnection(payload, done), replica.host, replica.port
         )
     except OSError as e:
-        raise NoAnswer(str(e)) from e
+        raise NoAnswer(str(e), sent=False) from e
     try:
         return await done
     finally:
@@ -277,11 +292,11 @@ class UpstreamConnection(asyncio.Protocol):
         if self.done.done():
             return
         if not self.received:
-            self._fail(NoAnswer(str(exc) if exc else "connection closed before any answer"))
+            self._fail(NoAnswer(str(exc) if exc else "connection closed before any answer", sent=True))
         elif self.headers_complete and not self.length_known:
             self.done.set_result(self._answer())  # a body delimited by the close itself
         else:
-            self._fail(NoAnswer("connection closed mid-answer"))
+            self._fail(NoAnswer("connection closed mid-answer", sent=True))
 
 
 class ClientConnection(asyncio.Protocol):
