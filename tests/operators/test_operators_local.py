@@ -178,11 +178,13 @@ def test_a_task_stopped_while_deferred_removes_the_deployment_it_was_creating(
 
 
 def test_a_trigger_for_an_updated_deployment_leaves_it_when_the_task_is_stopped(client: LocalRuntimeClient) -> None:
+    deploy(client, ENDPOINT, "kept")  # no traffic: the runtime would let it be deleted
     trigger = DeploymentStateTrigger(
-        ml_platform_conn_id="deployflow_local", endpoint_name=ENDPOINT, deployment_name="blue", deadline=time.time() + 5
+        ml_platform_conn_id="deployflow_local", endpoint_name=ENDPOINT, deployment_name="kept", deadline=time.time() + 5
     )
     asyncio.run(trigger.on_kill())
-    assert client.get_deployment(ENDPOINT, "blue")["provisioning_state"] == "Succeeded"
+    assert client.get_deployment(ENDPOINT, "kept")["provisioning_state"] == "Succeeded"
+    client.delete_deployment(ENDPOINT, "kept")
 
 
 async def _first_event(trigger: DeploymentStateTrigger):  # noqa: ANN202 - a TriggerEvent

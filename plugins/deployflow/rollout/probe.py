@@ -70,15 +70,14 @@ class Probe:
             return run_open_loop(request, Schedule.constant(self.rate, seconds))
 
         names = [new] if old is None else [new, old]
-        parts: dict[str, list[LoadResult]] = {name: [] for name in names}
+        merged: dict[str, LoadResult] = {}
         slices = max(1, math.ceil(window_s / SLICE_S))
         with ThreadPoolExecutor(max_workers=len(names)) as pool:
             for index in range(slices):
                 for name, part in zip(names, pool.map(run, names, [window_s / slices] * len(names)), strict=True):
-                    parts[name].append(part)
-                # The slices ran one after another: merging them adds counts and histograms, which
-                # is all the gate reads (the summed rate of a merge is not used here).
-                stats = {name: window_stats(merge_results(parts[name]), name) for name in names}
-                if index < slices - 1 and cut_short is not None and cut_short(stats[new]):
+                    # The slices run one after another: merging adds counts and histograms, which is
+                    # all the gate reads (the summed rate of a merge is not used here).
+                    merged[name] = merge_results([merged[name], part]) if name in merged else part
+                if index < slices - 1 and cut_short is not None and cut_short(window_stats(merged[new], new)):
                     break
-        return stats[new], (stats[old] if old is not None else None)
+        return window_stats(merged[new], new), (window_stats(merged[old], old) if old is not None else None)

@@ -148,7 +148,6 @@ class WorkerTemplate:
             self.close()
             raise TemplateError(f"the worker template runs {ready['threads']} threads at start and cannot fork safely")
         self.ready = True
-        self.last_used = asyncio.get_running_loop().time()
         log.info("worker template %s started (pid %s)", self.log_path.stem, self.process.pid)
 
     async def preload(self, modules: list[str]) -> None:
