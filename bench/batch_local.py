@@ -54,7 +54,7 @@ from tests.azurite import azurite_blob  # noqa: E402
 from tests.runtime.support import ENV_CACHE, SAMPLE_MODEL, RuntimeProcess  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "batch_local.json"
-BATCH_WORKER = REPO / "plugins" / "deployflow" / "runtime" / "batch_worker.py"
+BATCH_WORKER = REPO / "plugins" / "deployflow" / "runtime" / "child" / "batch_worker.py"
 CORES = os.cpu_count() or 1
 THROUGHPUT_TARGET = 0.8
 COLD_MINI_BATCH_SIZE = 10

@@ -1,6 +1,6 @@
 """How fast and how right the profiler is: a 4-config profile of the sample model on the local runtime.
 
-Runs the profile with the defaults in include/profiling/defaults.json (4 candidates), then
+Runs the profile with the defaults in plugins/deployflow/include/profiling/defaults.json (4 candidates), then
 checks the chosen configuration against an exhaustive sweep: the same deployment loaded at
 every rate from `--sweep-step` upwards in `--sweep-step` increments until two rates in a row
 fail the SLO. Writes bench/results/profile_local.json.
@@ -23,6 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
 
+from deployflow.defaults import PROFILING_DEFAULTS_FILE  # noqa: E402
 from deployflow.loadtest import SLO, RequestSpec  # noqa: E402
 from deployflow.loadtest.slo import evaluate_slo  # noqa: E402
 from deployflow.local.backend import LocalPlatform  # noqa: E402
@@ -62,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sweep-step", type=float, default=10.0)
     args = parser.parse_args()
-    defaults = json.loads((REPO / "include" / "profiling" / "defaults.json").read_text())
+    defaults = json.loads((PROFILING_DEFAULTS_FILE).read_text())
     candidates = [Candidate.from_dict(c) for c in defaults["candidates"]]
     slo, prices = SLO(**defaults["slo"]), PriceTable.from_dict(defaults["prices"])
     settings = ProfileSettings()

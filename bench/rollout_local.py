@@ -2,7 +2,7 @@
 
 Starts a runtime, serves the sample model (blue), and keeps a constant open-loop load on the
 endpoint for the whole run. Then (1) rolls out a good second version with the default plan
-(include/rollout/default_plan.json) and (2) rolls out a model that fails one answer in three
+(plugins/deployflow/include/rollout/default_plan.json) and (2) rolls out a model that fails one answer in three
 after its smoke test, which must roll back by itself. Writes bench/results/rollout_local.json.
 
     .venv/bin/python bench/rollout_local.py [--rate 120] [--window 30]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from pathlib import Path
 
 from airflow.providers.microsoft.azure.sensors.wasb import WasbPrefixSensor
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable, task
@@ -42,6 +43,7 @@ from deployflow.operators.model import RegisterModelOperator
 from deployflow.triggers.blob import NewBlobsTrigger
 
 log = logging.getLogger(__name__)
+PROJECT_DIR = Path(__file__).resolve().parents[1]  # the use cases are in its include/batch/
 RUN_KEY = "{{ run_key(run_id) }}"
 
 
@@ -185,5 +187,5 @@ def build_dag(case: BatchUseCase) -> DAG:
     return dag
 
 
-for _case in load_use_cases():
+for _case in load_use_cases(PROJECT_DIR / "include" / "batch", repo_root=PROJECT_DIR):
     globals()[_case.dag_id] = build_dag(_case)

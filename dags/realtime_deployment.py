@@ -108,7 +108,7 @@ with DAG(
             None,
             type=["null", "array"],
             title="Profile candidates",
-            description="empty: include/profiling/defaults.json",
+            description="empty: deployflow/include/profiling/defaults.json",
         ),
         "profile_settings": Param(
             {},
@@ -120,7 +120,7 @@ with DAG(
             {},
             type="object",
             title="Rollout plan overrides",
-            description="keys of include/rollout/default_plan.json, e.g. steps, gates",
+            description="keys of deployflow/include/rollout/default_plan.json, e.g. steps, gates",
         ),
         "approval": Param(False, type="boolean", title="Ask a person before going past approval steps"),
     },  # fmt: skip

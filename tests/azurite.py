@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from deployflow.azurite import connection_string
-from deployflow.runtime.replicas import free_port
+from deployflow.runtime.serving.replicas import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 AZURITE_BLOB = REPO / "node_modules" / ".bin" / "azurite-blob"

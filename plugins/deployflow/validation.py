@@ -14,10 +14,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from deployflow.packages import SAMPLE_REQUEST, ModelPackage, ModelPackageError
+from deployflow.runtime.child import CHILD_SCRIPTS
 from deployflow.runtime.environments import EnvironmentBuildError, EnvironmentCache, environment_key
 from deployflow.smoke import DEFAULT_ABS_TOL, DEFAULT_REL_TOL, compare_responses
 
-PROBE = Path(__file__).with_name("score_probe.py")
+PROBE = CHILD_SCRIPTS / "score_probe.py"
 ENV_CACHE_VARIABLE = "DEPLOYFLOW_ENV_CACHE"
 
 

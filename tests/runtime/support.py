@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deployflow.local.client import LocalRuntimeClient
-from deployflow.runtime.replicas import free_port
+from deployflow.runtime.serving.replicas import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_MODEL = REPO / "include" / "models" / "diabetes"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from deployflow.runtime.errors import Invalid
-from deployflow.runtime.jobs import parse_submission
-from deployflow.runtime.storage import StorageError, fetch, list_files, parse_location, publish
+from deployflow.runtime.jobs.blob_io import StorageError, fetch, list_files, parse_location, publish
+from deployflow.runtime.jobs.service import parse_submission
 from tests.runtime.batch_support import job_document
 
 

@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from deployflow.local.client import LocalRuntimeClient
-from deployflow.runtime.templates import MAX_TEMPLATES, ForkedProcess, WorkerTemplates
+from deployflow.runtime.jobs.templates import MAX_TEMPLATES, ForkedProcess, WorkerTemplates
 from tests.runtime.batch_support import (
     SAMPLE_DATA,
     SLOW_SCRIPT,

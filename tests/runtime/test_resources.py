@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from deployflow.runtime.environments import environment_key
-from deployflow.runtime.resources import RLIMIT_AS_FLOOR_BYTES, Enforcement, ResourceController, ResourceLimits
+from deployflow.runtime.serving.resources import RLIMIT_AS_FLOOR_BYTES, Enforcement, ResourceController, ResourceLimits
 
 CHILD_REPORT = (
     "import json, os, resource; "

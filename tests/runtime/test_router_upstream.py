@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from deployflow.platform.specs import DeploymentSpec, ModelRef
-from deployflow.runtime.endpoints import DeploymentRuntime
-from deployflow.runtime.replicas import Replica, ReplicaState
-from deployflow.runtime.router import Request, Router
+from deployflow.runtime.serving.endpoints import DeploymentRuntime
+from deployflow.runtime.serving.replicas import Replica, ReplicaState
+from deployflow.runtime.serving.router import Request, Router
 
 GOOD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n[151.0]"
 HEADERS_ONLY = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n"

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from deployflow.runtime.slots import SlotPool
+from deployflow.runtime.jobs.slots import SlotPool
 
 
 async def holder(pool: SlotPool, wanted: int, order: list[str], name: str, release: asyncio.Event) -> int:

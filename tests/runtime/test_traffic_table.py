@@ -7,9 +7,9 @@ from collections import Counter
 import pytest
 from pydantic import ValidationError
 
-from deployflow.runtime.endpoints import DeploymentRuntime, EndpointRuntime
 from deployflow.runtime.errors import Invalid
 from deployflow.runtime.schemas import DeploymentSpec, EndpointSpec
+from deployflow.runtime.serving.endpoints import DeploymentRuntime, EndpointRuntime
 
 
 def endpoint(*deployments: str) -> EndpointRuntime:

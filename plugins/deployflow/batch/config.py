@@ -7,6 +7,7 @@ the field, so a broken config fails the DAG file's import with a message that sa
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from deployflow.platform.batch import JOB_NAME
 from deployflow.platform.specs import ModelRef
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+# The project (the folder with dags/ and include/) holds the use cases; its package paths are relative
+# to it. The DAG file passes its own project folder; elsewhere DEPLOYFLOW_PROJECT_DIR, else the cwd.
+REPO_ROOT = Path(os.environ.get("DEPLOYFLOW_PROJECT_DIR") or Path.cwd()).resolve()
 CONFIG_DIR = REPO_ROOT / "include" / "batch"
 DAG_ID = re.compile(r"^[a-zA-Z0-9_.-]{1,200}$")
 # Azure's container rule: 3-63 lower-case letters, digits and single hyphens, starting and ending alphanumeric.
@@ -171,9 +174,9 @@ def load_use_case(path: Path, *, repo_root: Path = REPO_ROOT) -> BatchUseCase:
     return use_case.model_copy(update={"package_path": str(package)})
 
 
-def load_use_cases(folder: Path = CONFIG_DIR) -> list[BatchUseCase]:
+def load_use_cases(folder: Path = CONFIG_DIR, *, repo_root: Path = REPO_ROOT) -> list[BatchUseCase]:
     """Every ``*.json`` in the folder, sorted by file name; dag_ids must be unique."""
-    cases = [load_use_case(path) for path in sorted(folder.glob("*.json"))]
+    cases = [load_use_case(path, repo_root=repo_root) for path in sorted(folder.glob("*.json"))]
     seen: set[str] = set()
     for case in cases:
         if case.dag_id in seen:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from deployflow.defaults import PROFILING_DEFAULTS_FILE
 from deployflow.loadtest import SLO, RequestSpec, Schedule, evaluate_slo, run_open_loop
 from deployflow.operators.base import MLPlatformOperator, rendered_json
 from deployflow.packages import ModelPackage
@@ -18,7 +18,7 @@ from deployflow.platform.errors import PlatformError
 from deployflow.platform.specs import DEPLOYMENT_HEADER, ModelRef
 from deployflow.reports import report_path, write_atomically, write_json
 
-DEFAULTS_FILE = Path(__file__).resolve().parents[3] / "include" / "profiling" / "defaults.json"
+DEFAULTS_FILE = PROFILING_DEFAULTS_FILE
 
 
 def _slo(value: Any) -> SLO:
@@ -191,7 +191,7 @@ class ProfileOperator(MLPlatformOperator):
         return json.loads(DEFAULTS_FILE.read_text())
 
     def _value(self, name: str) -> Any:
-        """The rendered field, or include/profiling/defaults.json's value when it was left empty."""
+        """The rendered field, or the default profiling settings' value when it was left empty."""
         value = getattr(self, name)
         if name in ("candidates", "slo", "prices"):
             value = rendered_json(value)

@@ -69,7 +69,7 @@ class RolloutOperator(MLPlatformOperator):
 
     Creates ``deployment_name`` with the given (profiled) resources and no traffic, smoke-tests
     it through the ``azureml-model-deployment`` header, then follows the plan (default:
-    include/rollout/default_plan.json; ``plan`` overrides any key): mirror and traffic steps,
+    deployflow/include/rollout/default_plan.json; ``plan`` overrides any key): mirror and traffic steps,
     each judged by gates comparing the new deployment with the current one under probe load.
     A failed gate rolls back (all traffic to the current deployment, the new one deleted) and
     fails the task. At an approval step the task returns ``awaiting_approval`` so a

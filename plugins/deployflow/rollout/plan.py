@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from deployflow.defaults import ROLLOUT_PLAN_FILE
 from deployflow.rollout.gates import GateSpec
 from deployflow.rollout.steps import (
     ApprovalStep,
@@ -22,7 +23,7 @@ from deployflow.rollout.steps import (
     parse_step,
 )
 
-DEFAULT_PLAN_FILE = Path(__file__).resolve().parents[3] / "include" / "rollout" / "default_plan.json"
+DEFAULT_PLAN_FILE = ROLLOUT_PLAN_FILE
 
 #: what an inconclusive window leads to: watch another window, ask a person, or roll back
 ON_INCONCLUSIVE = ("hold", "ask", "rollback")
@@ -121,7 +122,7 @@ class RolloutPlan:
 
 
 def load_plan(path: str | Path = DEFAULT_PLAN_FILE) -> RolloutPlan:
-    """The plan in a JSON file (by default the project's include/rollout/default_plan.json)."""
+    """The plan in a JSON file (by default deployflow's own, deployflow/include/rollout/default_plan.json)."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:

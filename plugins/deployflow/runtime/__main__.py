@@ -14,8 +14,8 @@ from deployflow.runtime.config import (
     LOOPBACK,
     RuntimeConfig,
 )
-from deployflow.runtime.resources import Enforcement
 from deployflow.runtime.server import run
+from deployflow.runtime.serving.resources import Enforcement
 
 
 def parse_args(argv: list[str] | None = None) -> RuntimeConfig:

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from deployflow.runtime.resources import Enforcement
+from deployflow.runtime.serving.resources import Enforcement
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_CONTROL_PORT = 7070

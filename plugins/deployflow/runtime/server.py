@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from deployflow.runtime.api import create_app
 from deployflow.runtime.config import RuntimeConfig, load_or_create_token
-from deployflow.runtime.router import Router
-from deployflow.runtime.service import Runtime
+from deployflow.runtime.control.api import create_app
+from deployflow.runtime.control.service import Runtime
+from deployflow.runtime.serving.router import Router
 
 log = logging.getLogger(__name__)
 

@@ -28,12 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deployflow.runtime.replicas import dying_with_runtime
+from deployflow.runtime.child import CHILD_SCRIPTS
+from deployflow.runtime.processes import dying_with_runtime
 
 log = logging.getLogger(__name__)
 
-TEMPLATE_SCRIPT = Path(__file__).with_name("batch_template.py")
-WORKER_SCRIPT = Path(__file__).with_name("batch_worker.py")
+TEMPLATE_SCRIPT = CHILD_SCRIPTS / "batch_template.py"
+WORKER_SCRIPT = CHILD_SCRIPTS / "batch_worker.py"
 START_TIMEOUT_S = 30.0
 PRELOAD_TIMEOUT_S = 300.0
 REPLY_TIMEOUT_S = 10.0

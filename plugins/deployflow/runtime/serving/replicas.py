@@ -9,10 +9,8 @@ when the process has already exited.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,19 +18,17 @@ from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 
-from deployflow.runtime.resources import Placement
+from deployflow.runtime.child import CHILD_SCRIPTS
+from deployflow.runtime.processes import dying_with_runtime, rotate_log, tail
+from deployflow.runtime.serving.resources import Placement
 
 log = logging.getLogger(__name__)
 
-LAUNCHER = Path(__file__).with_name("replica_main.py")
+LAUNCHER = CHILD_SCRIPTS / "replica_main.py"
 LOOPBACK = "127.0.0.1"
 HEALTH_POLL_S = 0.1
 STOP_GRACE_S = 5.0
-LOG_TAIL_LINES = 20
-PR_SET_PDEATHSIG = 1
 REPLICA_MARKER_ENV = "DEPLOYFLOW_REPLICA_ID"
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class ReplicaState(StrEnum):
@@ -46,37 +42,10 @@ class ReplicaStartError(RuntimeError):
     """The scoring server exited or never answered its health route; the message has its log tail."""
 
 
-def dying_with_runtime(then: Callable[[], None] | None = None) -> Callable[[], None]:
-    """A ``preexec_fn`` that gives the child the death signal (SIGKILL when the runtime dies), then runs ``then``.
-
-    Processes must be spawned on the event loop's thread: the signal follows the spawning thread.
-    """
-    parent = os.getpid()
-
-    def in_child() -> None:
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the runtime died before the signal was set
-            os._exit(1)
-        if then is not None:
-            then()
-
-    return in_child
-
-
 def free_port(host: str = LOOPBACK) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
-
-
-def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 16_384))
-            return b"\n".join(f.read().splitlines()[-lines:]).decode(errors="replace")
-    except OSError:
-        return ""
 
 
 async def http_status(host: str, port: int, path: str = "/", timeout: float = 2.0) -> int | None:
@@ -213,18 +182,6 @@ class Replica:
 
     def rotate_log(self, cap_bytes: int) -> None:
         rotate_log(self.log_path, cap_bytes)
-
-
-def rotate_log(path: Path, cap_bytes: int) -> None:
-    """Keep a log near ``cap_bytes``: copy it to ``<name>.1`` and truncate it (its writer appends)."""
-    try:
-        if path.stat().st_size <= cap_bytes:
-            return
-        with open(path, "rb") as src, open(path.with_suffix(path.suffix + ".1"), "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        os.truncate(path, 0)
-    except OSError as e:
-        log.warning("could not rotate %s: %s", path, e)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -17,12 +17,10 @@ from weakref import WeakKeyDictionary
 
 from deployflow.packages import ModelPackage, ModelPackageError
 from deployflow.runtime.config import RuntimeConfig
-from deployflow.runtime.endpoints import DeploymentRuntime, EndpointRuntime, new_key
 from deployflow.runtime.environments import EnvironmentBuildError, EnvironmentCache
 from deployflow.runtime.errors import Conflict, Invalid, NotFound
-from deployflow.runtime.jobs import JobService
-from deployflow.runtime.replicas import Replica, ReplicaStartError, ReplicaState, http_status, tail
-from deployflow.runtime.resources import ResourceController, ResourceLimits
+from deployflow.runtime.jobs.service import JobService
+from deployflow.runtime.processes import tail
 from deployflow.runtime.schemas import (
     DeploymentSpec,
     EndpointSpec,
@@ -30,7 +28,10 @@ from deployflow.runtime.schemas import (
     ModelRegistration,
     ProvisioningState,
 )
-from deployflow.runtime.store import Store
+from deployflow.runtime.serving.endpoints import DeploymentRuntime, EndpointRuntime, new_key
+from deployflow.runtime.serving.replicas import Replica, ReplicaStartError, ReplicaState, http_status
+from deployflow.runtime.serving.resources import ResourceController, ResourceLimits
+from deployflow.runtime.state_db import Store
 
 log = logging.getLogger(__name__)
 

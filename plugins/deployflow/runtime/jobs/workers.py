@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from deployflow.runtime.replicas import dying_with_runtime
-from deployflow.runtime.templates import WORKER_SCRIPT, WorkerTemplates
+from deployflow.runtime.jobs.templates import WORKER_SCRIPT, WorkerTemplates
+from deployflow.runtime.processes import dying_with_runtime
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from deployflow.runtime.control.service import Runtime
 from deployflow.runtime.errors import RuntimeApiError, Unauthorized
 from deployflow.runtime.schemas import (
     DEPLOYMENT_NAME_PATTERN,
@@ -27,7 +28,6 @@ from deployflow.runtime.schemas import (
     ModelRegistration,
     RegenerateKeys,
 )
-from deployflow.runtime.service import Runtime
 
 
 def create_app(runtime: Runtime, token: str) -> FastAPI:

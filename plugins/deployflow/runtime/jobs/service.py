@@ -23,13 +23,13 @@ from pydantic import ValidationError
 from deployflow.runtime.config import RuntimeConfig
 from deployflow.runtime.environments import EnvironmentBuildError, EnvironmentCache
 from deployflow.runtime.errors import Conflict, Invalid, NotFound
-from deployflow.runtime.job_run import JobFailed, JobLog, JobPlan, JobRun
-from deployflow.runtime.replicas import tail
+from deployflow.runtime.jobs.blob_io import StorageError, check_reachable, connection_string_for, parse_location
+from deployflow.runtime.jobs.run import JobFailed, JobLog, JobPlan, JobRun
+from deployflow.runtime.jobs.slots import SlotPool
+from deployflow.runtime.jobs.templates import WorkerTemplates
+from deployflow.runtime.processes import tail
 from deployflow.runtime.schemas import JOB_ACTIVE_STATUSES, Job, JobSpec, JobStatus, JobSummary, Model
-from deployflow.runtime.slots import SlotPool
-from deployflow.runtime.storage import StorageError, check_reachable, connection_string_for, parse_location
-from deployflow.runtime.store import Store
-from deployflow.runtime.templates import WorkerTemplates
+from deployflow.runtime.state_db import Store
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployflow.platform.batch import PREDICTIONS_FILE, SUMMARY_FILE
-from deployflow.runtime.replicas import rotate_log
+from deployflow.runtime.jobs.blob_io import fetch, list_files, parse_location, publish
+from deployflow.runtime.jobs.templates import WorkerTemplates
+from deployflow.runtime.jobs.workers import Attempt, BatchWorker, WorkerInitError
+from deployflow.runtime.processes import rotate_log
 from deployflow.runtime.schemas import Job
-from deployflow.runtime.storage import fetch, list_files, parse_location, publish
-from deployflow.runtime.templates import WorkerTemplates
-from deployflow.runtime.workers import Attempt, BatchWorker, WorkerInitError
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ from typing import Any
 import psutil
 
 from deployflow.runtime.errors import Invalid
-from deployflow.runtime.replicas import Replica, ReplicaState
 from deployflow.runtime.schemas import (
     Deployment,
     DeploymentSpec,
@@ -21,6 +20,7 @@ from deployflow.runtime.schemas import (
     InstanceStatus,
     ProvisioningState,
 )
+from deployflow.runtime.serving.replicas import Replica, ReplicaState
 
 ROUTABLE = (ProvisioningState.SUCCEEDED, ProvisioningState.UPDATING, ProvisioningState.CREATING)
 

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from deployflow.runtime.endpoints import DeploymentRuntime
-from deployflow.runtime.replicas import Replica
+from deployflow.runtime.serving.endpoints import DeploymentRuntime
+from deployflow.runtime.serving.replicas import Replica
 
 if TYPE_CHECKING:
-    from deployflow.runtime.service import Runtime
+    from deployflow.runtime.control.service import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Batch jobs: the job service, one job's run, worker slots, warm templates and workers, blob I/O."""
