@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -32,12 +33,22 @@ def environment_key(requirements: str, python: str = sys.executable) -> str:
     return digest[:16]
 
 
+def find_uv() -> str | None:
+    """uv, when there is one (``DEPLOYFLOW_UV``, set by ``./dev``, or on PATH): it builds a model
+    environment several times faster than venv + pip, from the same requirements."""
+    configured = os.environ.get("DEPLOYFLOW_UV", "")
+    if configured and Path(configured).is_file():
+        return configured
+    return shutil.which("uv")
+
+
 class EnvironmentCache:
     """Builds and finds model venvs under ``cache_dir``; safe across processes (file lock)."""
 
-    def __init__(self, cache_dir: Path, *, base_python: str = sys.executable) -> None:
+    def __init__(self, cache_dir: Path, *, base_python: str = sys.executable, uv: str | None = None) -> None:
         self.cache_dir = cache_dir
         self.base_python = base_python
+        self.uv = uv if uv is not None else find_uv()
 
     def ensure(self, requirements_file: Path) -> Path:
         """Return the Python interpreter of the venv for these requirements, building it if needed."""
@@ -53,23 +64,23 @@ class EnvironmentCache:
                 self._build(env_dir, requirements_file)
         return python
 
+    def _steps(self, env_dir: Path, requirements_file: Path) -> list[list[str]]:
+        python = str(env_dir / "bin" / "python")
+        if self.uv:
+            return [
+                [self.uv, "venv", "--quiet", "--python", self.base_python, str(env_dir)],
+                [self.uv, "pip", "install", "--python", python, "-r", str(requirements_file)],
+            ]
+        return [
+            [self.base_python, "-m", "venv", str(env_dir)],
+            [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-r", str(requirements_file)],
+        ]
+
     def _build(self, env_dir: Path, requirements_file: Path) -> None:
         log.info("building model environment %s from %s", env_dir.name, requirements_file)
         shutil.rmtree(env_dir, ignore_errors=True)
         build_log = self.cache_dir / f"{env_dir.name}.build.log"
-        steps = [
-            [self.base_python, "-m", "venv", str(env_dir)],
-            [
-                str(env_dir / "bin" / "python"),
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--no-input",
-                "-r",
-                str(requirements_file),
-            ],
-        ]
+        steps = self._steps(env_dir, requirements_file)
         with open(build_log, "w") as out:
             for step in steps:
                 try:
