@@ -30,6 +30,7 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, Param, TriggerRule, task
 
+from deployflow.checks import SEVERITIES_SCHEMA
 from deployflow.operators.deployment import CreateDeploymentOperator, SmokeTestOperator
 from deployflow.operators.endpoint import CreateOrUpdateEndpointOperator, DeleteEndpointOperator
 from deployflow.operators.load import ProfileOperator, StressTestOperator
@@ -90,6 +91,15 @@ with DAG(
             type="object",
             title="Test deployment resources",
         ),
+        "smoke_checks": Param(
+            {},
+            title="Smoke checks: severity per check",
+            description=(
+                "check -> fail | warn | off, over the defaults: sample_answers, answer_is_json, within_timeout: fail; "
+                "malformed_request_4xx, schema_examples: warn"
+            ),
+            **SEVERITIES_SCHEMA,
+        ),
         "tolerance": Param(1e-6, type="number", minimum=0, maximum=1, title="Smoke test relative tolerance"),
         "stress": Param(
             {"rate": 50, "duration_s": 20, "resources": {"cpu": 1.0, "memory_gb": 1.0}},
@@ -125,7 +135,9 @@ with DAG(
         "approval": Param(False, type="boolean", title="Ask a person before going past approval steps"),
     },  # fmt: skip
 ) as dag:
-    validate = ValidateModelPackageOperator(task_id="validate", package_path=PACKAGE)
+    validate = ValidateModelPackageOperator(
+        task_id="validate", package_path=PACKAGE, smoke_checks="{{ params.smoke_checks }}"
+    )
     register_model = RegisterModelOperator(
         task_id="register_model", ml_platform_conn_id=CONN, package_path=PACKAGE, model_name="{{ params.model_name }}"
     )

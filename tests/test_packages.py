@@ -26,11 +26,60 @@ def test_the_sample_package_is_complete() -> None:
     assert len(package.sample_response()) == len(package.sample_request()["data"])
 
 
-@pytest.mark.parametrize("part", ["score.py", "requirements.txt", "sample-request.json", "sample-response.json"])
+@pytest.mark.parametrize("part", ["score.py", "requirements.txt"])
 def test_a_missing_file_is_named(package: Path, part: str) -> None:
     (package / part).unlink()
     with pytest.raises(ModelPackageError, match=f"has no {part}"):
         ModelPackage.load(package)
+
+
+@pytest.mark.parametrize("part", ["sample-request.json", "sample-response.json"])
+def test_half_a_sample_pair_names_the_missing_half(package: Path, part: str) -> None:
+    (package / part).unlink()
+    with pytest.raises(ModelPackageError, match=f"{part} is missing \\(a sample needs both\\)"):
+        ModelPackage.load(package)
+
+
+def test_a_package_without_any_sample_says_both_ways_to_give_one(package: Path) -> None:
+    (package / "sample-request.json").unlink()
+    (package / "sample-response.json").unlink()
+    with pytest.raises(
+        ModelPackageError, match="has no sample: add sample-request.json and sample-response.json, or samples/"
+    ):
+        ModelPackage.load(package)
+
+
+def test_samples_folder_pairs_are_read_by_name_after_the_single_pair(package: Path) -> None:
+    (package / "samples").mkdir()
+    for name, value in (("b-second", 2.0), ("a-first", 1.0)):
+        (package / "samples" / f"{name}.request.json").write_text(json.dumps({"data": [[value] * 10]}))
+        (package / "samples" / f"{name}.response.json").write_text(json.dumps([value]))
+    loaded = ModelPackage.load(package)
+    assert [s.name for s in loaded.samples()] == ["sample", "a-first", "b-second"]
+    assert loaded.samples()[1].expected == [1.0]
+    (package / "sample-request.json").unlink()
+    (package / "sample-response.json").unlink()
+    assert ModelPackage.load(package).sample_response() == [1.0], "the first of samples/ stands in for the pair"
+
+
+def test_a_response_without_its_request_is_named(package: Path) -> None:
+    (package / "samples").mkdir()
+    (package / "samples" / "orphan.response.json").write_text("[1]")
+    with pytest.raises(ModelPackageError, match="samples/orphan.response.json has no request"):
+        ModelPackage.load(package)
+
+
+@pytest.mark.parametrize("tolerance", [{"relative": -1}, {"absolute": "1e-3"}, {"rel": 0.1}, [0.1], {"relative": True}])
+def test_a_bad_tolerance_file_says_what_it_must_hold(package: Path, tolerance: object) -> None:
+    (package / "tolerance.json").write_text(json.dumps(tolerance))
+    with pytest.raises(ModelPackageError, match="tolerance.json"):
+        ModelPackage.load(package)
+
+
+def test_a_package_tolerance_is_read(package: Path) -> None:
+    assert ModelPackage.load(package).tolerance() == (1e-6, 1e-9)
+    (package / "tolerance.json").write_text(json.dumps({"absolute": 0.01}))
+    assert ModelPackage.load(package).tolerance() == (1e-6, 0.01)
 
 
 def test_an_empty_model_folder_is_refused(package: Path) -> None:

@@ -82,4 +82,4 @@ def test_an_installed_copy_finds_its_default_plan_and_profiling_defaults(wheel, 
     assert found["inside"], f"imported {found['package']}, not the installed copy in {target}"
     assert found["steps"], "the default rollout plan has no steps"
     assert {"candidates", "slo", "prices"} <= set(found["profiling_keys"])
-    assert {"replica_main.py", "batch_template.py", "batch_worker.py", "score_probe.py"} <= set(found["child_scripts"])
+    assert {"replica_main.py", "batch_template.py", "batch_worker.py"} <= set(found["child_scripts"])

@@ -1,24 +1,25 @@
 """Validate a model package before it goes near an endpoint.
 
-Checks the package is complete, builds (or reuses) the model's own environment, runs
-``init()`` and ``run()`` on the sample request in a subprocess of that environment, and
-compares the answer with the sample response. Each failure names the part to fix.
+Checks the package is complete, builds (or reuses) the model's own environment, starts
+Azure ML's inference server on it on a loopback port — the server that will run it on the
+endpoint, so ``score.py`` is called exactly as it will be there — replays every sample,
+the declared schema's example and a malformed request, and records each named check's
+outcome. A ``fail`` outcome raises, naming the sample and where the answer differs.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-from deployflow.packages import SAMPLE_REQUEST, ModelPackage, ModelPackageError
-from deployflow.runtime.child import CHILD_SCRIPTS
+from deployflow.checks import Severity, run_checks
+from deployflow.inference_server import InferenceServer, ServerStartError, schema_examples, schema_of
+from deployflow.packages import ModelPackage, ModelPackageError
 from deployflow.runtime.environments import EnvironmentBuildError, EnvironmentCache, environment_key
-from deployflow.smoke import DEFAULT_ABS_TOL, DEFAULT_REL_TOL, compare_responses
 
-PROBE = CHILD_SCRIPTS / "score_probe.py"
 ENV_CACHE_VARIABLE = "DEPLOYFLOW_ENV_CACHE"
 
 
@@ -35,6 +36,10 @@ class ValidationReport:
     environment: str
     init_ms: float
     run_ms: float
+    samples: int
+    checks: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    schema: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -45,56 +50,50 @@ def validate_package(
     *,
     env_cache: Path | None = None,
     timeout_s: float = 300,
-    rel_tol: float = DEFAULT_REL_TOL,
-    abs_tol: float = DEFAULT_ABS_TOL,
+    request_timeout_s: float = 60,
+    rel_tol: float | None = None,
+    abs_tol: float | None = None,
+    severities: Mapping[str, Severity] | None = None,
 ) -> ValidationReport:
-    """Raise ModelPackageError saying what is wrong, or return what was checked."""
+    """Raise ModelPackageError saying what is wrong, or return what was checked (warnings included)."""
     package = ModelPackage.load(path)
+    package_rel, package_abs = package.tolerance()
     try:
         python = EnvironmentCache(env_cache or default_env_cache()).ensure(package.requirements_file)
     except EnvironmentBuildError as e:
         raise ModelPackageError(f"model package {package.path}: requirements.txt does not install: {e}") from e
+    samples = package.samples()
     try:
-        completed = subprocess.run(
-            [str(python), "-P", str(PROBE), str(package.path.resolve()), str(package.path / SAMPLE_REQUEST)],
-            capture_output=True, text=True, timeout=timeout_s, cwd=package.path,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired as e:
+        with InferenceServer(
+            python, package.path, start_timeout_s=timeout_s, request_timeout_s=request_timeout_s
+        ) as server:
+            schema = schema_of(server.swagger())
+            report = run_checks(
+                server.send,
+                samples,
+                severities=severities,
+                rel_tol=package_rel if rel_tol is None else rel_tol,
+                abs_tol=package_abs if abs_tol is None else abs_tol,
+                examples=schema_examples(schema),
+                timeout_s=request_timeout_s,
+            )
+            server_log = server.log_tail() if report.failures else ""
+    except ServerStartError as e:
+        raise ModelPackageError(f"model package {package.path}: {e}") from e
+    if report.failures:
+        listed = "\n  ".join(report.lines(report.failures))
         raise ModelPackageError(
-            f"model package {package.path}: init() and run() on the sample took over {timeout_s:g} s"
-        ) from e
-    report = _probe_report(package.path, completed)
-    if report["stage"] != "done":
-        raise ModelPackageError(
-            f"model package {package.path}: score.py failed in {report['stage']}():\n{report['error']}"
-        )
-    if report["status"] != 200:
-        raise ModelPackageError(
-            f"model package {package.path}: run() answered the sample request with HTTP {report['status']}: "
-            f"{report['answer']}"
-        )
-    problems = compare_responses(package.sample_response(), report["answer"], rel_tol=rel_tol, abs_tol=abs_tol)
-    if problems:
-        listed = "\n  ".join(problems[:20])
-        raise ModelPackageError(
-            f"model package {package.path}: run() on sample-request.json does not give sample-response.json:"
-            f"\n  {listed}"
+            f"model package {package.path}: {len(report.failures)} check(s) failed on the inference server:"
+            f"\n  {listed}\nThe server's last log lines:\n{server_log}"
         )
     return ValidationReport(
         package=str(package.path),
         content_hash=package.content_hash(),
         environment=environment_key(package.requirements_file.read_text(), str(python)),
-        init_ms=round(report["init_ms"], 2),
-        run_ms=round(report["run_ms"], 2),
+        init_ms=round(server.ready_ms, 2),
+        run_ms=round((report.answer_ms() or [0.0])[0], 2),
+        samples=len(samples),
+        checks=report.to_dict(),
+        warnings=report.lines(report.warnings),
+        schema=schema,
     )
-
-
-def _probe_report(package: Path, completed: subprocess.CompletedProcess[str]) -> dict:
-    lines = completed.stdout.strip().splitlines()
-    try:
-        return json.loads(lines[-1])
-    except (IndexError, ValueError):
-        raise ModelPackageError(
-            f"model package {package}: score.py ended the process (exit {completed.returncode}) before "
-            f"reporting; its output:\n{(completed.stdout + completed.stderr)[-2000:]}"
-        ) from None

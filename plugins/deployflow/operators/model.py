@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -9,21 +10,23 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from deployflow.operators.base import MLPlatformOperator, refused_requests_fail_the_task
+from deployflow.checks import parse_severities
+from deployflow.operators.base import MLPlatformOperator, refused_requests_fail_the_task, rendered_json
 from deployflow.packages import ModelPackageError
-from deployflow.smoke import DEFAULT_ABS_TOL, DEFAULT_REL_TOL
 from deployflow.validation import validate_package
 
 
 class ValidateModelPackageOperator(BaseOperator):
     """Fail fast, before any endpoint is touched, when a model package is incomplete or broken.
 
-    Runs ``init()`` and ``run()`` on the package's sample request in a subprocess of the
-    model's own environment and compares the answer with the sample response. A broken
+    Starts Azure ML's inference server on the package in the model's own environment,
+    replays every sample, the declared schema's example and a malformed request, and records
+    each named check (``smoke_checks``: check name -> fail | warn | off, over the defaults in
+    :mod:`deployflow.checks`). Warnings go to the task log and the returned report. A broken
     package fails the task without retries: retrying cannot mend it.
     """
 
-    template_fields: Sequence[str] = ("package_path", "env_cache")
+    template_fields: Sequence[str] = ("package_path", "env_cache", "smoke_checks")
     ui_color = "#e8f1fb"
 
     def __init__(
@@ -32,8 +35,9 @@ class ValidateModelPackageOperator(BaseOperator):
         package_path: str,
         env_cache: str | None = None,
         timeout_s: float = 600,
-        rel_tol: float = DEFAULT_REL_TOL,
-        abs_tol: float = DEFAULT_ABS_TOL,
+        rel_tol: float | None = None,
+        abs_tol: float | None = None,
+        smoke_checks: dict[str, str] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -42,8 +46,13 @@ class ValidateModelPackageOperator(BaseOperator):
         self.timeout_s = timeout_s
         self.rel_tol = rel_tol
         self.abs_tol = abs_tol
+        self.smoke_checks = smoke_checks
 
     def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            severities = parse_severities(rendered_json(self.smoke_checks, {}))
+        except ValueError as e:
+            raise AirflowFailException(str(e)) from e
         try:
             report = validate_package(
                 self.package_path,
@@ -51,15 +60,23 @@ class ValidateModelPackageOperator(BaseOperator):
                 timeout_s=self.timeout_s,
                 rel_tol=self.rel_tol,
                 abs_tol=self.abs_tol,
+                severities=severities,
             )
         except ModelPackageError as e:
             raise AirflowFailException(str(e)) from e
+        for warning in report.warnings:
+            self.log.warning("%s", warning)
         self.log.info(
-            "model package %s is valid: init() %.0f ms, run() on the sample %.1f ms",
+            "model package %s is valid on the inference server: ready in %.0f ms, %d sample(s), first in %.1f ms, "
+            "%d warning(s)",
             report.package,
             report.init_ms,
+            report.samples,
             report.run_ms,
+            len(report.warnings),
         )
+        if report.schema:
+            self.log.info("score.py declares its schema: %s", json.dumps(report.schema)[:2000])
         return report.to_dict()
 
 
