@@ -30,7 +30,7 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, Param, TriggerRule, task
 
-from deployflow.checks import SEVERITIES_SCHEMA
+from deployflow import forms
 from deployflow.operators.deployment import CreateDeploymentOperator, SmokeTestOperator
 from deployflow.operators.endpoint import CreateOrUpdateEndpointOperator, DeleteEndpointOperator
 from deployflow.operators.load import ProfileOperator, StressTestOperator
@@ -88,8 +88,8 @@ with DAG(
         "production_pool": Param("production", type="string", title="Production pool (production AKS compute)"),
         "test_resources": Param(
             {"cpu": 0.5, "memory_gb": 1.0, "instance_type": "Standard_DS3_v2"},
-            type="object",
             title="Test deployment resources",
+            **forms.RESOURCES_SCHEMA,
         ),
         "smoke_checks": Param(
             {},
@@ -98,38 +98,36 @@ with DAG(
                 "check -> fail | warn | off, over the defaults: sample_answers, answer_is_json, within_timeout: fail; "
                 "malformed_request_4xx, schema_examples: warn"
             ),
-            **SEVERITIES_SCHEMA,
+            **forms.SMOKE_CHECKS_SCHEMA,
         ),
         "tolerance": Param(1e-6, type="number", minimum=0, maximum=1, title="Smoke test relative tolerance"),
         "stress": Param(
             {"rate": 50, "duration_s": 20, "resources": {"cpu": 1.0, "memory_gb": 1.0}},
-            type="object",
             title="Stress test: rate (requests/s), duration_s, resources",
-            required=["rate", "duration_s", "resources"],
+            **forms.STRESS_SCHEMA,
         ),
         "slo": Param(
             {"percentile": 99, "latency_ms": 100, "max_error_percent": 1.0},
-            type="object",
             title="Latency and error SLO",
-            required=["latency_ms"],
+            **forms.SLO_SCHEMA,
         ),
         "target_rate": Param(200, type="number", exclusiveMinimum=0, title="Target requests/s in production"),
         "candidates": Param(
             None,
-            type=["null", "array"],
             title="Profile candidates",
+            **forms.CANDIDATES_SCHEMA,
             description="empty: deployflow/include/profiling/defaults.json",
         ),
         "profile_settings": Param(
             {},
-            type="object",
             title="Profile search settings",
+            **forms.PROFILE_SETTINGS_SCHEMA,
             description="e.g. step_duration_s, max_steps, start_rate, max_rate",
         ),
         "rollout_plan": Param(
             {},
-            type="object",
             title="Rollout plan overrides",
+            **forms.ROLLOUT_PLAN_SCHEMA,
             description="keys of deployflow/include/rollout/default_plan.json, e.g. steps, gates",
         ),
         "approval": Param(False, type="boolean", title="Ask a person before going past approval steps"),
