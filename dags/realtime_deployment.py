@@ -260,11 +260,11 @@ with DAG(
     )
 
     @task(multiple_outputs=False, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
-    def summary(ti=None) -> dict:  # noqa: ANN001 - Airflow injects the task instance
-        """The run in a few lines: endpoint, chosen configuration, rollout verdicts, report paths."""
+    def summary(ti=None, params=None) -> dict:  # noqa: ANN001 - Airflow injects the task instance and params
+        """The run in a few lines: endpoint, how to call it, chosen configuration, rollout verdicts, warnings."""
         from deployflow.summary import realtime_summary
 
-        return realtime_summary(ti)
+        return realtime_summary(ti, conn_id=params["ml_platform_conn_id"])
 
     validate >> register_model >> create_test_endpoint >> test_deployment >> smoke_test >> teardown_test_endpoint
     teardown_test_endpoint.as_teardown(setups=create_test_endpoint)

@@ -5,17 +5,30 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from deployflow.hooks.ml_platform import DEFAULT_CONN_ID
+
 log = logging.getLogger(__name__)
 
 
-def realtime_summary(ti: Any) -> dict[str, Any]:
+def keys_command(endpoint: str | None, conn_id: str) -> str | None:
+    """The one command that shows the endpoint's keys (the summary itself never holds them)."""
+    if not endpoint:
+        return None
+    return f"deployflow keys {endpoint}" + ("" if conn_id == DEFAULT_CONN_ID else f" --conn-id {conn_id}")
+
+
+def realtime_summary(ti: Any, *, conn_id: str = DEFAULT_CONN_ID) -> dict[str, Any]:
     """Collect the stages' XCom results (references and figures, no secrets) and log them."""
     rollout = ti.xcom_pull(task_ids="continue_promotion") or ti.xcom_pull(task_ids="promote") or {}
     profile = ti.xcom_pull(task_ids="profile") or {}
     stress = ti.xcom_pull(task_ids="stress_test") or {}
+    validation = ti.xcom_pull(task_ids="validate") or {}
+    smoke = ti.xcom_pull(task_ids="smoke_test") or {}
     summary = {
         "endpoint": rollout.get("endpoint_name"),
         "scoring_uri": rollout.get("scoring_uri"),
+        "keys": keys_command(rollout.get("endpoint_name"), conn_id),
+        "warnings": [*validation.get("warnings", []), *smoke.get("warnings", [])],
         "model": rollout.get("model"),
         "deployment": rollout.get("new"),
         "replaced": rollout.get("old"),
