@@ -1,8 +1,10 @@
 """The controlled rollout: a new deployment behind the same endpoint, step by step, with gates.
 
 The endpoint's URL and keys never change; only its ``traffic`` and ``mirror_traffic`` move.
-The operator reads the endpoint's actual traffic before every decision, so a retried task
-resumes where the endpoint really is, and it rolls back on its own when a gate fails.
+The sequence itself is ``deployflow.rollout.release``; this operator reads its inputs, starts
+it, turns its errors into task failures, defers the old deployment's delete and reports.
+Every decision reads the endpoint's actual traffic, so a retried task resumes where the
+endpoint really is.
 """
 
 from __future__ import annotations
