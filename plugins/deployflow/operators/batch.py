@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, NoReturn
 
 from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
@@ -24,7 +24,7 @@ from deployflow.batch.naming import relative_name
 from deployflow.operators.base import MLPlatformOperator
 from deployflow.operators.deployment import refused_requests_fail_the_task
 from deployflow.platform.batch import BatchInput, BatchJobSpec, BatchJobState
-from deployflow.platform.errors import PlatformError
+from deployflow.platform.cleanup import remove_quietly
 from deployflow.platform.specs import ModelRef
 from deployflow.triggers.batch import BatchJobStateTrigger
 
@@ -107,8 +107,13 @@ class StageBlobsOperator(BlobOperator):
                 self.service, self.container, blobs, input_prefix=self.input_prefix, staging=self.staging_prefix
             )
         except BaseException:
-            removed = storage.delete_prefix(self.service, self.container, self.staging_prefix)
-            self.log.warning("staging failed; removed %d partial copies under %s", removed, self.staging_prefix)
+            removed = remove_quietly(
+                lambda: storage.delete_prefix(self.service, self.container, self.staging_prefix),
+                f"delete the partial copies under {self.container}/{self.staging_prefix}",
+                self.log,
+            )
+            if removed is not None:
+                self.log.warning("staging failed; removed %d partial copies under %s", removed, self.staging_prefix)
             raise
         self.log.info("staged %d blob(s) under %s/%s", len(staged), self.container, self.staging_prefix)
         return self.staging_prefix
@@ -369,11 +374,10 @@ class BatchScoringOperator(MLPlatformOperator):
         raise AirflowException(message)
 
     def _cancel(self, job_id: str) -> None:
-        try:
-            canceled = self.platform.cancel_batch_job(job_id)
+        cancel = partial(self.platform.cancel_batch_job, job_id)
+        canceled = remove_quietly(cancel, f"cancel batch job {job_id}", self.log)
+        if canceled is not None:
             self.log.info("batch job %s is %s", job_id, canceled.status)
-        except PlatformError as e:
-            self.log.warning("could not cancel batch job %s: %s", job_id, e)
 
     def on_kill(self) -> None:
         """A killed task cancels the job it submitted."""

@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from deployflow.operators.base import MLPlatformOperator, refused_requests_fail_the_task, rendered_json
 from deployflow.packages import ModelPackage
+from deployflow.platform.cleanup import remove_quietly
 from deployflow.platform.errors import PlatformError, PlatformNotFoundError
 from deployflow.platform.specs import (
     DeploymentSpec,
@@ -182,11 +183,10 @@ class CreateDeploymentOperator(MLPlatformOperator):
         raise AirflowException(f"{message}\nlast {LOG_TAIL_LINES} log lines:\n{logs}")
 
     def _delete_quietly(self) -> None:
-        try:
-            self.platform.delete_deployment(self.endpoint_name, self.deployment_name)
-            self.log.info("deleted the failed new deployment %s/%s", self.endpoint_name, self.deployment_name)
-        except PlatformError as e:
-            self.log.warning("could not delete deployment %s/%s: %s", self.endpoint_name, self.deployment_name, e)
+        endpoint, name = self.endpoint_name, self.deployment_name
+        what = f"delete the failed new deployment {endpoint}/{name}"
+        if remove_quietly(lambda: self.platform.delete_deployment(endpoint, name), what, self.log) is not None:
+            self.log.info("deleted the failed new deployment %s/%s", endpoint, name)
 
     def on_kill(self) -> None:
         """A killed task takes its half-created deployment with it; an updated one is left serving."""

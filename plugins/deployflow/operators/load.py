@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 from airflow.sdk import Context
@@ -14,6 +14,7 @@ from deployflow.defaults import PROFILING_DEFAULTS_FILE
 from deployflow.loadtest import SLO, RequestSpec, Schedule, evaluate_slo, run_open_loop
 from deployflow.operators.base import MLPlatformOperator, rendered_json
 from deployflow.packages import ModelPackage
+from deployflow.platform.cleanup import remove_quietly
 from deployflow.platform.errors import PlatformError
 from deployflow.platform.specs import DEPLOYMENT_HEADER, ModelRef
 from deployflow.reports import report_path, write_atomically, write_json
@@ -245,7 +246,5 @@ class ProfileOperator(MLPlatformOperator):
     def on_kill(self) -> None:
         """A killed profile deletes the deployments it created."""
         for name in self._created:
-            try:
-                self.platform.delete_deployment(self.endpoint_name, name)
-            except PlatformError as e:
-                self.log.warning("could not delete profiling deployment %s/%s: %s", self.endpoint_name, name, e)
+            remove = partial(self.platform.delete_deployment, self.endpoint_name, name)
+            remove_quietly(remove, f"delete profiling deployment {self.endpoint_name}/{name}", self.log)

@@ -1,8 +1,10 @@
 """The controlled rollout: a new deployment behind the same endpoint, step by step, with gates.
 
 The endpoint's URL and keys never change; only its ``traffic`` and ``mirror_traffic`` move.
-The operator reads the endpoint's actual traffic before every decision, so a retried task
-resumes where the endpoint really is, and it rolls back on its own when a gate fails.
+The sequence itself is ``deployflow.rollout.release``; this operator reads its inputs, starts
+it, turns its errors into task failures, defers the old deployment's delete and reports.
+Every decision reads the endpoint's actual traffic, so a retried task resumes where the
+endpoint really is.
 """
 
 from __future__ import annotations
@@ -18,50 +20,20 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from deployflow.operators.base import MLPlatformOperator, rendered_json
 from deployflow.packages import ModelPackage
-from deployflow.platform.base import MLPlatform
-from deployflow.platform.errors import PlatformError, PlatformNotFoundError
-from deployflow.platform.specs import (
-    DeploymentSpec,
-    EndpointSpec,
-    ModelRef,
-    RequestSettings,
-    Resources,
+from deployflow.platform.specs import DeploymentSpec, ModelRef, RequestSettings, Resources
+from deployflow.rollout import ApprovalStep, Finish, RolloutPlan, RolloutPlanError, RolloutStateError, load_plan
+from deployflow.rollout.release import (
+    AWAITING_APPROVAL,
+    ROLLED_BACK,
+    DeploymentNameError,
+    Release,
+    ReleaseError,
+    choose_deployment_name,
+    open_endpoint,
 )
-from deployflow.rollout import (
-    ApprovalStep,
-    Finish,
-    RolloutPlan,
-    RolloutPlanError,
-    RolloutState,
-    RolloutStateError,
-    load_plan,
-)
-from deployflow.rollout.probe import Probe
-from deployflow.rollout.runner import RolledBack, drive_rollout, roll_back
-from deployflow.smoke import smoke_test_deployment
+from deployflow.rollout.runner import RolledBack, roll_back
 
-AWAITING_APPROVAL = "awaiting_approval"
-COMPLETED = "completed"
-FIRST_RELEASE = "first_release"
-ROLLED_BACK = "rolled_back"
-WARM_UP_REQUESTS_PER_WORKER = 5
-
-
-DEPLOYMENT_COLOURS = ("blue", "green")
-
-
-def choose_deployment_name(traffic: dict[str, int], existing: set[str]) -> str:
-    """Blue/green: a colour that takes no traffic now, preferring one not deployed at all."""
-    free = [c for c in DEPLOYMENT_COLOURS if not traffic.get(c)]
-    if not free:
-        raise AirflowFailException(f"both {DEPLOYMENT_COLOURS} take traffic; name the new deployment explicitly")
-    return next((c for c in free if c not in existing), free[0])
-
-
-def current_deployment(traffic: dict[str, int], new: str) -> str | None:
-    """The deployment serving the endpoint now: the one, other than ``new``, with the largest share."""
-    others = {name: share for name, share in traffic.items() if name != new and share > 0}
-    return max(others, key=lambda name: others[name]) if others else None
+__all__ = ["AWAITING_APPROVAL", "ROLLED_BACK", "RollBackRejectedRolloutOperator", "RolloutOperator"]
 
 
 class RolloutOperator(MLPlatformOperator):
@@ -182,68 +154,34 @@ class RolloutOperator(MLPlatformOperator):
     # ---- the rollout ----------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        platform, endpoint, new = self.platform, self.endpoint_name, self.deployment_name
-        try:
-            state_now = platform.get_endpoint(endpoint)
-        except PlatformNotFoundError:
-            self.log.info("endpoint %s does not exist: creating it (first release)", endpoint)
-            state_now = platform.create_or_update_endpoint(EndpointSpec(name=endpoint, compute=self.compute or None))
-        if not new and self.resume_task_id:  # going on with the rollout an earlier task began
-            new = self.deployment_name = (context["ti"].xcom_pull(task_ids=self.resume_task_id) or {}).get("new")
-        if not new:
+        platform, endpoint = self.platform, self.endpoint_name
+        state_now = open_endpoint(platform, endpoint, self.compute, self.log)
+        if not self.deployment_name and self.resume_task_id:  # going on with the rollout an earlier task began
+            self.deployment_name = (context["ti"].xcom_pull(task_ids=self.resume_task_id) or {}).get("new")
+        if not self.deployment_name:
             existing = {d.name for d in platform.list_deployments(endpoint)}
-            new = self.deployment_name = choose_deployment_name(state_now.traffic, existing)
-            self.log.info("endpoint %s: the new deployment is %s", endpoint, new)
-        old = current_deployment(state_now.traffic, new)
+            try:
+                self.deployment_name = choose_deployment_name(state_now.traffic, existing)
+            except DeploymentNameError as e:
+                raise AirflowFailException(str(e)) from e
+            self.log.info("endpoint %s: the new deployment is %s", endpoint, self.deployment_name)
         package = ModelPackage.load(self.package_path)
-        self._ensure_new_deployment(platform)
-        self._smoke_test(platform, package)
-        self._warm_up(platform, package)
-        summary: dict[str, Any] = {
-            "endpoint_name": endpoint,
-            "scoring_uri": state_now.scoring_uri,
-            "new": new,
-            "old": old,
-            "model": self.model,
-        }
-        if old is None:
-            self.log.info("endpoint %s: traffic {%s: 100} (first release: nothing to compare with)", endpoint, new)
-            platform.set_traffic(endpoint, traffic={new: 100}, mirror_traffic={})
-            return {**summary, "status": FIRST_RELEASE, "decisions": []}
-        plan = self._plan(kubernetes_endpoint=bool(state_now.compute))
-        probe = Probe(platform, endpoint, package.sample_request_body(), rate=float(self.probe_rate))
-        return self._run_plan(context, RolloutState(plan), probe, summary)
-
-    def _run_plan(self, context: Context, state: RolloutState, probe: Probe, summary: dict[str, Any]) -> dict[str, Any]:
-        platform, endpoint, new, old = self.platform, self.endpoint_name, self.deployment_name, summary["old"]
+        release = Release(platform, state_now, self._spec(), package, self.log, self.deployment_timeout_s)
         try:
-            progress = drive_rollout(
-                platform,
-                endpoint=endpoint,
-                new=new,
-                old=old,
-                state=state,
-                probe=probe,
-                approval=self._approval_answer(context),
-                logger=self.log,
+            outcome = release.run(
+                self._plan, approval=self._approval_answer(context), probe_rate=float(self.probe_rate)
             )
+        except ReleaseError as e:
+            raise AirflowException(str(e)) from e
         except RolloutStateError as e:
             raise AirflowFailException(f"rollout stopped, endpoint left as it is: {e}") from e
         except RolledBack as e:
-            decisions = [d.to_dict() for d in e.state.history]
-            context["ti"].xcom_push(key="rollout", value={**summary, "status": ROLLED_BACK, "decisions": decisions})
+            context["ti"].xcom_push(key="rollout", value=release.report(ROLLED_BACK, e.state))
             # Not retried: a retry would roll the same model out again into the same gate.
             raise AirflowFailException(str(e)) from e
-        if progress.finish is None:
-            return {
-                **summary,
-                "status": AWAITING_APPROVAL,
-                "question": progress.question,
-                "decisions": progress.decisions(),
-            }
-        return self._finish(
-            context, progress.finish, {**summary, "status": COMPLETED, "decisions": progress.decisions()}
-        )
+        if outcome.finish is None:
+            return outcome.report
+        return self._finish(context, outcome.finish, outcome.report)
 
     def _finish(self, context: Context, action: Finish, summary: dict[str, Any]) -> dict[str, Any]:
         context["ti"].xcom_push(key="rollout", value=summary)
@@ -271,8 +209,6 @@ class RolloutOperator(MLPlatformOperator):
             self.log.info("endpoint %s: deleted the previous deployment %s", endpoint, old)
         return summary
 
-    # ---- parts ----------------------------------------------------------------------------
-
     def _approval_answer(self, context: Context) -> bool | None:
         """The human-in-the-loop task's answer: True (Approve), False (anything else), None (not asked)."""
         if not self.approval_task_id:
@@ -282,60 +218,6 @@ class RolloutOperator(MLPlatformOperator):
             return None
         chosen = answer.get("chosen_options") or []
         return chosen == ["Approve"]
-
-    def _ensure_new_deployment(self, platform: MLPlatform) -> None:
-        spec = self._spec()
-        try:
-            existing = platform.get_deployment(spec.endpoint, spec.name)
-        except PlatformNotFoundError:
-            existing = None
-        if existing is not None and existing.provisioning_state == "Succeeded" and existing.model == str(spec.model):
-            self.log.info("deployment %s/%s already serves %s", spec.endpoint, spec.name, spec.model)
-            return
-        self.log.info(
-            "creating deployment %s/%s: model %s, %d instance(s) of %s, no traffic",
-            spec.endpoint,
-            spec.name,
-            spec.model,
-            spec.instance_count,
-            spec.resources.describe(),
-        )
-        try:
-            platform.begin_create_or_update_deployment(spec)
-            state = platform.wait_for_deployment(spec.endpoint, spec.name, timeout_s=self.deployment_timeout_s)
-        except (ValueError, PlatformError) as e:
-            raise AirflowException(f"deployment {spec.endpoint}/{spec.name} could not be created: {e}") from e
-        if state.failed:
-            platform.delete_deployment(spec.endpoint, spec.name)
-            raise AirflowException(f"deployment {spec.endpoint}/{spec.name} failed to provision: {state.error}")
-
-    def _warm_up(self, platform: MLPlatform, package: ModelPackage) -> None:
-        """A few pinned requests per worker before the first window, so cold starts are not judged."""
-        count = WARM_UP_REQUESTS_PER_WORKER * int(self.instance_count) * int(self.worker_count)
-        answered = sum(
-            platform.invoke(self.endpoint_name, package.sample_request(), deployment=self.deployment_name).ok
-            for _ in range(count)
-        )
-        self.log.info("warmed up %s with %d requests (%d answered 2xx)", self.deployment_name, count, answered)
-
-    def _smoke_test(self, platform: MLPlatform, package: ModelPackage) -> None:
-        _, problems = smoke_test_deployment(
-            platform,
-            self.endpoint_name,
-            self.deployment_name,
-            package.sample_request(),
-            package.sample_response(),
-            check_malformed_input=False,
-        )
-        if problems:
-            platform.delete_deployment(self.endpoint_name, self.deployment_name)
-            raise AirflowException(
-                f"deployment {self.deployment_name} failed its smoke test and was removed before taking traffic: "
-                + "; ".join(problems[:10])
-            )
-        self.log.info(
-            "smoke test of %s/%s through the deployment header passed", self.endpoint_name, self.deployment_name
-        )
 
 
 class RollBackRejectedRolloutOperator(MLPlatformOperator):

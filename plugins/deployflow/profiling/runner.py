@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from deployflow.loadtest import SLO, RequestSpec
 from deployflow.platform.base import MLPlatform
+from deployflow.platform.cleanup import removed_afterwards
 from deployflow.platform.errors import PlatformError
 from deployflow.platform.specs import DEPLOYMENT_HEADER, DeploymentSpec, ModelRef, RequestSettings
 from deployflow.profiling.candidates import Candidate, PriceTable
@@ -80,7 +81,8 @@ def run_profile(
     profiles: list[tuple[Candidate, SearchResult]] = []
     for index, candidate in enumerate(candidates):
         name = deployment_name(index)
-        with _deployment(platform, endpoint, name):
+        remove = partial(platform.delete_deployment, endpoint, name)
+        with removed_afterwards(remove, f"delete profiling deployment {endpoint}/{name}", log):
             run.deployments.append(name)
             if on_created:
                 on_created(name)
@@ -124,18 +126,6 @@ def candidate_deployment_spec(
             max_concurrent_requests_per_instance=candidate.worker_count,
         ),
     )
-
-
-@contextmanager
-def _deployment(platform: MLPlatform, endpoint: str, name: str) -> Iterator[None]:
-    """Delete the profiling deployment on the way out, however the block ended."""
-    try:
-        yield
-    finally:
-        try:
-            platform.delete_deployment(endpoint, name)
-        except PlatformError as e:
-            log.warning("profile %s: could not delete deployment %s: %s", endpoint, name, e)
 
 
 def _search(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deployflow.platform.base import MLPlatform
+from deployflow.platform.cleanup import remove_quietly
 from deployflow.rollout.actions import Action, AskApproval, Finish, Observe, RollBack, SetTraffic
 from deployflow.rollout.controller import RolloutState, next_action
 from deployflow.rollout.gates import GateResult, GateSpec, WindowStats, early_failure, evaluate_gate
@@ -44,10 +45,15 @@ class RolloutProgress:
 
 
 def roll_back(platform: MLPlatform, endpoint: str, new: str, old: str, logger: Any = log) -> None:
-    """All traffic to ``old``, no mirror, and the new deployment removed."""
+    """All traffic to ``old``, no mirror, and the new deployment removed.
+
+    The traffic must move (an error there propagates); the delete is best effort, so a delete that
+    fails leaves a warning saying what to remove by hand instead of hiding that the rollout failed.
+    """
     logger.info("endpoint %s: traffic {%s: 100}, mirror {} (rolling back from %s)", endpoint, old, new)
     platform.set_traffic(endpoint, traffic={old: 100}, mirror_traffic={})
-    if platform.delete_deployment(endpoint, new):
+    what = f"delete deployment {endpoint}/{new}"
+    if remove_quietly(lambda: platform.delete_deployment(endpoint, new), what, logger):
         logger.info("endpoint %s: deleted deployment %s", endpoint, new)
 
 
