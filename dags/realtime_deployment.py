@@ -100,7 +100,14 @@ with DAG(
             ),
             **forms.SMOKE_CHECKS_SCHEMA,
         ),
-        "tolerance": Param(1e-6, type="number", minimum=0, maximum=1, title="Smoke test relative tolerance"),
+        "tolerance": Param(
+            None,
+            type=["null", "number"],
+            minimum=0,
+            maximum=1,
+            title="Smoke test relative tolerance",
+            description="empty: the package's tolerance.json, else 1e-6",
+        ),
         "stress": Param(
             {"rate": 50, "duration_s": 20, "resources": {"cpu": 1.0, "memory_gb": 1.0}},
             title="Stress test: rate (requests/s), duration_s, resources",
@@ -166,6 +173,7 @@ with DAG(
         deployment_name="candidate",
         package_path=PACKAGE,
         rel_tol="{{ params.tolerance }}",
+        smoke_checks="{{ params.smoke_checks }}",
     )
     teardown_test_endpoint = DeleteEndpointOperator(
         task_id="teardown_test_endpoint", ml_platform_conn_id=CONN, endpoint_name=TEST_ENDPOINT

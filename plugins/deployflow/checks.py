@@ -16,9 +16,11 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from deployflow.smoke import compare_responses
+from deployflow.compare import compare_responses
 
 MALFORMED_BODY = b"{not json"
+#: answers of a front door (gateway, router) that is busy or not ready, not of the model
+TRANSIENT_STATUSES = frozenset({502, 503, 504})
 
 
 class Severity(StrEnum):
@@ -87,6 +89,8 @@ class Outcome:
     detail: str
     sample: str | None = None
     ms: float | None = None
+    #: a retry may mend it: no answer in time, or the platform's front door answered 502/503/504
+    transient: bool = False
 
     @property
     def verdict(self) -> str:
@@ -105,6 +109,11 @@ class CheckReport:
     @property
     def warnings(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.verdict == Severity.WARN]
+
+    @property
+    def retry_may_help(self) -> bool:
+        """Every failure is transient: a retry may pass where this try did not."""
+        return bool(self.failures) and all(o.transient for o in self.failures)
 
     def answer_ms(self) -> list[float]:
         """How long each sample's answer took, in the order sent."""
@@ -152,9 +161,11 @@ def run_checks(
     chosen = {**DEFAULT_SEVERITIES, **(severities or {})}
     report = CheckReport()
 
-    def record(check: Check, passed: bool, detail: str, sample: str | None = None, ms: float | None = None) -> None:
+    def record(
+        check: Check, passed: bool, detail: str, sample: str | None = None, ms: float | None = None, *, transient=False
+    ) -> None:
         if chosen[check] is not Severity.OFF:
-            report.outcomes.append(Outcome(str(check), str(chosen[check]), passed, detail, sample, ms))
+            report.outcomes.append(Outcome(str(check), str(chosen[check]), passed, detail, sample, ms, transient))
 
     for sample in samples:
         answer = send(sample.body)
@@ -188,17 +199,18 @@ def _judge_answer(
     record: Callable[..., None], sample: Sample, answer: Answer, *, rel_tol: float, abs_tol: float, timeout_s: float
 ) -> None:
     if answer.timed_out:
-        record(Check.WITHIN_TIMEOUT, False, f"no answer within {timeout_s:g} s", sample.name)
+        record(Check.WITHIN_TIMEOUT, False, f"no answer within {timeout_s:g} s", sample.name, transient=True)
         return
     record(Check.WITHIN_TIMEOUT, True, f"{answer.ms:.1f} ms", sample.name, answer.ms)
     record(
         Check.ANSWER_IS_JSON,
-        answer.is_json,
+        answer.is_json or answer.status in TRANSIENT_STATUSES,
         "JSON" if answer.is_json else f"HTTP {answer.status}, not JSON: {_short(answer.body)}",
         sample.name,
     )
     if answer.status != 200:
-        record(Check.SAMPLE_ANSWERS, False, f"HTTP {answer.status}: {_short(answer.body)}", sample.name)
+        busy = answer.status in TRANSIENT_STATUSES
+        record(Check.SAMPLE_ANSWERS, False, f"HTTP {answer.status}: {_short(answer.body)}", sample.name, transient=busy)
     elif sample.expected is not None and answer.is_json:
         problems = compare_responses(sample.expected, answer.body, rel_tol=rel_tol, abs_tol=abs_tol)
         listed = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")

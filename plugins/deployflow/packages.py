@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from deployflow.checks import Sample
-from deployflow.smoke import DEFAULT_ABS_TOL, DEFAULT_REL_TOL
+from deployflow.compare import DEFAULT_ABS_TOL, DEFAULT_REL_TOL
 
 SCORING_SCRIPT = "score.py"
 REQUIREMENTS = "requirements.txt"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from deployflow.compare import compare_responses
 from deployflow.runtime.environments import EnvironmentCache
-from deployflow.smoke import compare_responses
 from tests.runtime.support import ENV_CACHE, SAMPLE_MODEL
 
 pytestmark = pytest.mark.slow

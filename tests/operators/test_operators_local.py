@@ -6,7 +6,7 @@ import asyncio
 import shutil
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from unittest import mock
 
@@ -21,10 +21,12 @@ from deployflow.operators.deployment import (
     DeleteDeploymentOperator,
     SmokeTestOperator,
 )
+from deployflow.runtime.environments import EnvironmentCache
 from deployflow.triggers.ml_platform import DeploymentStateTrigger
-from tests.airflow_support import connected_runtime, run_dag, task_states
+from tests.airflow_support import connected_runtime, run_dag, task_states, xcom
 from tests.runtime.batch_support import processes_logging_to
-from tests.runtime.support import SAMPLE_MODEL, RuntimeProcess, deploy
+from tests.runtime.support import ENV_CACHE, SAMPLE_MODEL, RuntimeProcess, deploy
+from tests.validation.foreign import PLAIN_SCORE, write_package
 
 pytestmark = pytest.mark.slow
 ENDPOINT = "ops-local"
@@ -75,6 +77,54 @@ def test_smoke_test_passes_on_the_sample_and_fails_on_a_wrong_expectation(client
     dag_run = run_dag(one_task_dag("smoke_local", tasks), retries=0)
 
     assert task_states(dag_run) == {"good": "success", "wrong": "failed"}
+
+
+def test_a_wrong_answer_fails_once_and_no_answer_in_time_is_retried(client: LocalRuntimeClient) -> None:
+    def tasks() -> None:
+        SmokeTestOperator(
+            task_id="wrong",
+            endpoint_name=ENDPOINT,
+            deployment_name="blue",
+            request={"data": [[0.0] * 10]},
+            expected_response=[0.0],
+        )
+        SmokeTestOperator(
+            task_id="too_slow", endpoint_name=ENDPOINT, deployment_name="blue", package_path=str(SAMPLE_MODEL),
+            timeout_s=0.001,
+        )  # fmt: skip
+
+    dag = one_task_dag("smoke_retries_local", tasks)
+    for task in dag.tasks:
+        task.retries, task.retry_delay = 1, timedelta(0)
+    dag_run = run_dag(dag)
+
+    assert task_states(dag_run) == {"wrong": "failed", "too_slow": "failed"}
+    tries = {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}
+    assert tries == {"wrong": 1, "too_slow": 2}, "a wrong answer is not retried; no answer in time is"
+
+
+def test_a_foreign_score_py_that_crashes_on_bad_json_passes_with_a_recorded_warning(
+    client: LocalRuntimeClient, tmp_path: Path
+) -> None:
+    python = EnvironmentCache(ENV_CACHE).ensure(SAMPLE_MODEL / "requirements.txt")
+    package = tmp_path / "iris"
+    write_package(python, package, PLAIN_SCORE)
+    client.register_model("iris", package)
+    deploy(client, ENDPOINT, "iris", model="iris:1")
+    try:
+
+        def task() -> None:
+            SmokeTestOperator(
+                task_id="smoke", endpoint_name=ENDPOINT, deployment_name="iris", package_path=str(package)
+            )
+
+        dag_run = run_dag(one_task_dag("smoke_foreign_local", task), retries=0)
+        assert task_states(dag_run) == {"smoke": "success"}
+        [warning] = xcom(dag_run, "smoke")["warnings"]
+        assert "malformed_request_4xx" in warning and "HTTP 500" in warning and "AMLResponse" in warning
+        assert client.get_endpoint(ENDPOINT)["traffic"] == {"blue": 100}, "a smoke test moves no traffic"
+    finally:
+        client.delete_deployment(ENDPOINT, "iris")
 
 
 def test_a_deployment_that_cannot_provision_is_removed_again(client: LocalRuntimeClient, tmp_path: Path) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from airflow.sdk import Context, conf
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from deployflow.checks import Check, Sample, Severity, parse_severities
+from deployflow.compare import DEFAULT_ABS_TOL, DEFAULT_REL_TOL
 from deployflow.operators.base import MLPlatformOperator, refused_requests_fail_the_task, rendered_json
-from deployflow.packages import ModelPackage
+from deployflow.packages import ModelPackage, ModelPackageError
 from deployflow.platform.cleanup import remove_quietly
 from deployflow.platform.errors import PlatformError, PlatformNotFoundError
 from deployflow.platform.specs import (
@@ -21,7 +24,7 @@ from deployflow.platform.specs import (
     RequestSettings,
     Resources,
 )
-from deployflow.smoke import DEFAULT_ABS_TOL, DEFAULT_REL_TOL, smoke_test_deployment
+from deployflow.smoke import smoke_test_deployment
 from deployflow.triggers.ml_platform import DeploymentStateTrigger
 
 LOG_TAIL_LINES = 40
@@ -197,9 +200,12 @@ class CreateDeploymentOperator(MLPlatformOperator):
 class SmokeTestOperator(MLPlatformOperator):
     """Input/output test of one deployment, pinned with the ``azureml-model-deployment`` header.
 
-    Sends the package's sample request (or ``request``) and compares the answer with the
-    sample response (or ``expected_response``) within a tolerance; then, unless told not
-    to, sends a malformed body and expects a 4xx answer rather than a crash.
+    Replays every sample of the package (or the one ``request`` / ``expected_response``)
+    through the endpoint and judges the answers with the named checks of
+    :mod:`deployflow.checks` (``smoke_checks`` sets each one's severity; a malformed request
+    answered with a 5xx is a warning by default, as Azure ML accepts it). Every outcome is
+    logged and returned. A wrong answer fails the task without retries; only a failure a
+    retry can mend (no answer in time, a 502/503/504) is retried.
     """
 
     template_fields: Sequence[str] = (
@@ -211,8 +217,9 @@ class SmokeTestOperator(MLPlatformOperator):
         "expected_response",
         "rel_tol",
         "abs_tol",
+        "smoke_checks",
     )
-    template_fields_renderers = {"request": "json", "expected_response": "json"}
+    template_fields_renderers = {"request": "json", "expected_response": "json", "smoke_checks": "json"}
     ui_color = "#fff4d6"
 
     def __init__(
@@ -223,8 +230,9 @@ class SmokeTestOperator(MLPlatformOperator):
         package_path: str | None = None,
         request: Any = None,
         expected_response: Any = None,
-        rel_tol: float = DEFAULT_REL_TOL,
-        abs_tol: float = DEFAULT_ABS_TOL,
+        rel_tol: float | None = None,
+        abs_tol: float | None = None,
+        smoke_checks: dict[str, str] | str | None = None,
         check_malformed_input: bool = True,
         timeout_s: float = 60,
         **kwargs: Any,
@@ -237,41 +245,53 @@ class SmokeTestOperator(MLPlatformOperator):
         self.expected_response = expected_response
         self.rel_tol = rel_tol
         self.abs_tol = abs_tol
+        self.smoke_checks = smoke_checks
         self.check_malformed_input = check_malformed_input
         self.timeout_s = timeout_s
 
-    def _samples(self) -> tuple[Any, Any]:
+    def _samples(self) -> tuple[list[Sample], tuple[float, float]]:
+        tolerance = (DEFAULT_REL_TOL, DEFAULT_ABS_TOL)
         if self.request is not None and self.expected_response is not None:
-            return self.request, self.expected_response
-        if not self.package_path:
-            raise AirflowException("give package_path, or both request and expected_response")
-        package = ModelPackage.load(self.package_path)
-        return package.sample_request(), package.sample_response()
+            body = self.request if isinstance(self.request, bytes) else json.dumps(self.request).encode()
+            samples = [Sample("request", body, self.expected_response)]
+        elif self.package_path:
+            package = ModelPackage.load(self.package_path)
+            samples, tolerance = package.samples(), package.tolerance()
+        else:
+            raise AirflowFailException("give package_path, or both request and expected_response")
+        rel = tolerance[0] if self.rel_tol in (None, "") else float(self.rel_tol)
+        return samples, (rel, tolerance[1] if self.abs_tol in (None, "") else float(self.abs_tol))
 
     def execute(self, context: Context) -> dict[str, Any]:
-        request, expected = self._samples()
+        try:
+            samples, (rel_tol, abs_tol) = self._samples()
+            severities = parse_severities(rendered_json(self.smoke_checks, {}))
+        except (ModelPackageError, ValueError) as e:
+            raise AirflowFailException(str(e)) from e
+        if not self.check_malformed_input:
+            severities[Check.MALFORMED_REQUEST_4XX] = Severity.OFF
         target = f"{self.endpoint_name}/{self.deployment_name}"
-        result, problems = smoke_test_deployment(
-            self.platform,
-            self.endpoint_name,
-            self.deployment_name,
-            request,
-            expected,
-            rel_tol=float(self.rel_tol),
-            abs_tol=float(self.abs_tol),
-            check_malformed_input=self.check_malformed_input,
-            timeout_s=self.timeout_s,
-        )
-        if problems:
-            listed = "\n  ".join(problems[:20])
-            raise AirflowException(f"smoke test of {target} failed:\n  {listed}")
-        self.log.info(
-            "smoke test of %s passed in %.1f ms (request id %s)", target, result.elapsed_ms, result.request_id
-        )
+        report = smoke_test_deployment(
+            self.platform, self.endpoint_name, self.deployment_name, samples,
+            rel_tol=rel_tol, abs_tol=abs_tol, severities=severities, timeout_s=self.timeout_s,
+        )  # fmt: skip
+        for line in report.lines(report.warnings):
+            self.log.warning("smoke test of %s: %s", target, line)
+        if report.failures:
+            listed = "\n  ".join(report.lines(report.failures)[:20])
+            message = f"smoke test of {target} failed {len(report.failures)} check(s):\n  {listed}"
+            if report.retry_may_help:
+                raise AirflowException(message + "\n(no answer, or the platform was busy: the task is retried)")
+            raise AirflowFailException(message)
+        timings = report.answer_ms()
+        self.log.info("smoke test of %s passed: %d sample(s), first in %.1f ms", target, len(samples), timings[0])
         return {
             "endpoint_name": self.endpoint_name,
             "deployment_name": self.deployment_name,
-            "elapsed_ms": result.elapsed_ms,
+            "elapsed_ms": round(timings[0], 2),
+            "samples": len(samples),
+            "warnings": report.lines(report.warnings),
+            "checks": report.to_dict(),
         }
 
 

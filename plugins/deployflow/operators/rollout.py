@@ -28,6 +28,7 @@ from deployflow.rollout.release import (
     DeploymentNameError,
     Release,
     ReleaseError,
+    ReleaseRefused,
     choose_deployment_name,
     open_endpoint,
 )
@@ -171,6 +172,8 @@ class RolloutOperator(MLPlatformOperator):
             outcome = release.run(
                 self._plan, approval=self._approval_answer(context), probe_rate=float(self.probe_rate)
             )
+        except ReleaseRefused as e:
+            raise AirflowFailException(str(e)) from e
         except ReleaseError as e:
             raise AirflowException(str(e)) from e
         except RolloutStateError as e:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from deployflow.checks import Check, Severity
 from deployflow.packages import ModelPackage
 from deployflow.platform.base import MLPlatform
 from deployflow.platform.cleanup import remove_quietly
@@ -42,6 +43,10 @@ class ReleaseError(Exception):
 
     Nothing took traffic; a retry may succeed.
     """
+
+
+class ReleaseRefused(ReleaseError):
+    """The new deployment answered wrongly: a retry would deploy the same model to the same verdict."""
 
 
 class DeploymentNameError(Exception):
@@ -166,21 +171,22 @@ class Release:
             raise ReleaseError(f"deployment {spec.endpoint}/{spec.name} failed to provision: {state.error}")
 
     def smoke_test(self) -> None:
-        """The sample request, pinned to the new deployment by the header, must get the sample response."""
+        """Every sample, pinned to the new deployment by the header, must get its expected answer.
+
+        Only the answers are judged here (the malformed-request check ran at the test endpoint).
+        """
         endpoint, new = self.spec.endpoint, self.spec.name
-        _, problems = smoke_test_deployment(
-            self.platform,
-            endpoint,
-            new,
-            self.package.sample_request(),
-            self.package.sample_response(),
-            check_malformed_input=False,
-        )
-        if problems:
+        rel_tol, abs_tol = self.package.tolerance()
+        report = smoke_test_deployment(
+            self.platform, endpoint, new, self.package.samples(), rel_tol=rel_tol, abs_tol=abs_tol,
+            severities={Check.MALFORMED_REQUEST_4XX: Severity.OFF, Check.SCHEMA_EXAMPLES: Severity.OFF},
+        )  # fmt: skip
+        if report.failures:
             self._remove_new_deployment()
-            raise ReleaseError(
+            error = ReleaseError if report.retry_may_help else ReleaseRefused
+            raise error(
                 f"deployment {new} failed its smoke test and was removed before taking traffic: "
-                + "; ".join(problems[:10])
+                + "; ".join(report.lines(report.failures)[:10])
             )
         self.logger.info("smoke test of %s/%s through the deployment header passed", endpoint, new)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deployflow.smoke import compare_responses
+from deployflow.compare import compare_responses
 
 
 def test_equal_within_tolerance() -> None:
