@@ -53,6 +53,11 @@ class LocalRuntimeClient:
         self._http.close()
         self.scoring_http.close()
 
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` has run: the client can make no more calls."""
+        return self._http.is_closed and self.scoring_http.is_closed
+
     def __enter__(self) -> LocalRuntimeClient:
         return self
 
