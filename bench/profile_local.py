@@ -27,7 +27,8 @@ from deployflow.defaults import PROFILING_DEFAULTS_FILE  # noqa: E402
 from deployflow.loadtest import SLO, RequestSpec  # noqa: E402
 from deployflow.loadtest.slo import evaluate_slo  # noqa: E402
 from deployflow.local.backend import LocalPlatform  # noqa: E402
-from deployflow.platform.specs import DEPLOYMENT_HEADER, ModelRef  # noqa: E402
+from deployflow.platform.contract import DEPLOYMENT_HEADER  # noqa: E402
+from deployflow.platform.specs import ModelRef  # noqa: E402
 from deployflow.profiling import Candidate, PriceTable  # noqa: E402
 from deployflow.profiling.measure import open_loop_measure  # noqa: E402
 from deployflow.profiling.runner import ProfileSettings, candidate_deployment_spec, run_profile  # noqa: E402

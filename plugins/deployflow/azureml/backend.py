@@ -39,9 +39,9 @@ from deployflow.azureml.traffic import check_traffic
 from deployflow.packages import MODEL_DIR, REQUIREMENTS
 from deployflow.platform.base import MLPlatform
 from deployflow.platform.batch import BatchJobSpec, BatchJobState
+from deployflow.platform.contract import DEPLOYMENT_HEADER
 from deployflow.platform.errors import PlatformError, PlatformNotFoundError
 from deployflow.platform.specs import (
-    DEPLOYMENT_HEADER,
     DeploymentSpec,
     DeploymentState,
     EndpointKeys,

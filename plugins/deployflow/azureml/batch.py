@@ -20,14 +20,8 @@ from azure.ai.ml.parallel import RunFunction, parallel_run_function
 
 from deployflow.azureml.entities import BASE_IMAGE
 from deployflow.packages import REQUIREMENTS
-from deployflow.platform.batch import (
-    JOB_CANCELED,
-    JOB_COMPLETED,
-    JOB_FAILED,
-    PREDICTIONS_FILE,
-    BatchJobSpec,
-    BatchJobState,
-)
+from deployflow.platform.batch import PREDICTIONS_FILE, BatchJobSpec, BatchJobState
+from deployflow.platform.contract import JOB_CANCELED, JOB_COMPLETED, JOB_FAILED
 from deployflow.platform.errors import PlatformError
 
 STEP = "score"

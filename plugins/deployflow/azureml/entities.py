@@ -28,11 +28,9 @@ from azure.ai.ml.entities import (
 
 from deployflow.azureml.quantities import format_cpu, format_memory, parse_cpu, parse_memory
 from deployflow.packages import REQUIREMENTS, SCORING_SCRIPT
+from deployflow.platform.contract import CANCELED, FAILED, SUCCEEDED
 from deployflow.platform.errors import PlatformError
 from deployflow.platform.specs import (
-    CANCELED,
-    FAILED,
-    SUCCEEDED,
     DeploymentSpec,
     DeploymentState,
     EndpointKeys,

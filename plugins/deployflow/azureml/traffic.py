@@ -7,8 +7,8 @@ on Kubernetes endpoints, which do not support mirroring.
 
 from __future__ import annotations
 
+from deployflow.platform.contract import MAX_MIRROR_PERCENT
 from deployflow.platform.errors import PlatformError
-from deployflow.platform.specs import MAX_MIRROR_PERCENT
 
 
 def check_traffic(endpoint: str, live: dict[str, int], mirror: dict[str, int], *, kubernetes: bool) -> None:

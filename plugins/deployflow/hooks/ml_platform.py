@@ -91,6 +91,12 @@ class MLPlatformHook(BaseHook):
     def get_conn(self) -> MLPlatform:
         return self.platform
 
+    def close(self) -> None:
+        """Close the platform's HTTP clients if it was opened; the next use opens a new one."""
+        platform = self.__dict__.pop("platform", None)
+        if platform is not None:
+            platform.close()
+
     def test_connection(self) -> tuple[bool, str]:
         """Used by the UI's Test button: can the platform be reached and listed?"""
         try:

@@ -12,9 +12,9 @@ import httpx
 from deployflow.local.client import LocalRuntimeClient, RuntimeClientError
 from deployflow.platform.base import MLPlatform
 from deployflow.platform.batch import BatchJobSpec, BatchJobState
+from deployflow.platform.contract import DEPLOYMENT_HEADER
 from deployflow.platform.errors import PlatformError, PlatformNotFoundError
 from deployflow.platform.specs import (
-    DEPLOYMENT_HEADER,
     DeploymentSpec,
     DeploymentState,
     EndpointKeys,

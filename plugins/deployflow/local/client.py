@@ -14,10 +14,7 @@ from typing import Any
 
 import httpx
 
-from deployflow.platform.batch import JOB_TERMINAL_STATES
-
-TERMINAL_STATES = frozenset({"Succeeded", "Failed"})
-DEPLOYMENT_HEADER = "azureml-model-deployment"
+from deployflow.platform.contract import DEPLOYMENT_HEADER, JOB_TERMINAL_STATES, TERMINAL_STATES
 
 
 class RuntimeClientError(RuntimeError):
@@ -55,6 +52,11 @@ class LocalRuntimeClient:
     def close(self) -> None:
         self._http.close()
         self.scoring_http.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` has run: the client can make no more calls."""
+        return self._http.is_closed and self.scoring_http.is_closed
 
     def __enter__(self) -> LocalRuntimeClient:
         return self
@@ -134,7 +136,7 @@ class LocalRuntimeClient:
         return self._call("GET", f"/endpoints/{endpoint}/deployments/{name}/logs", lines=lines)
 
     def wait_for_deployment(self, endpoint: str, name: str, *, timeout_s: float = 600, poll_s: float = 0.5) -> dict:
-        """Poll until the deployment is Succeeded or Failed, or the deadline passes (TimeoutError)."""
+        """Poll until the deployment is Succeeded, Failed or Canceled, or the deadline passes (TimeoutError)."""
         deadline = time.monotonic() + timeout_s
         while True:
             deployment = self.get_deployment(endpoint, name)

@@ -15,8 +15,9 @@ from deployflow.loadtest import SLO, RequestSpec, Schedule, evaluate_slo, run_op
 from deployflow.operators.base import MLPlatformOperator, rendered_json
 from deployflow.packages import ModelPackage
 from deployflow.platform.cleanup import remove_quietly
+from deployflow.platform.contract import DEPLOYMENT_HEADER
 from deployflow.platform.errors import PlatformError
-from deployflow.platform.specs import DEPLOYMENT_HEADER, ModelRef
+from deployflow.platform.specs import ModelRef
 from deployflow.reports import report_path, write_atomically, write_json
 
 DEFAULTS_FILE = PROFILING_DEFAULTS_FILE

@@ -13,17 +13,12 @@ import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from deployflow.platform.contract import JOB_COMPLETED, JOB_NAME_PATTERN, JOB_TERMINAL_STATES
 from deployflow.platform.specs import ModelRef, _Spec
 
-JOB_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,254}$")
+JOB_NAME = re.compile(JOB_NAME_PATTERN)
 PREDICTIONS_FILE = "predictions.csv"
 SUMMARY_FILE = "summary.json"
-
-# Azure ML job statuses, the local runtime uses the same words.
-JOB_COMPLETED = "Completed"
-JOB_FAILED = "Failed"
-JOB_CANCELED = "Canceled"
-JOB_TERMINAL_STATES = frozenset({JOB_COMPLETED, JOB_FAILED, JOB_CANCELED})
 
 
 @dataclass(frozen=True)

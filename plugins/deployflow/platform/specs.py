@@ -12,17 +12,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-# Azure ML's naming rules, shared by both backends so a name that works locally works in Azure.
-ENDPOINT_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$")
-DEPLOYMENT_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,31}$")
-DEPLOYMENT_HEADER = "azureml-model-deployment"
-MAX_MIRROR_PERCENT = 50
+from deployflow.platform.contract import (
+    DEPLOYMENT_NAME_PATTERN,
+    ENDPOINT_NAME_PATTERN,
+    FAILURE_STATES,
+    TERMINAL_STATES,
+)
 
-SUCCEEDED = "Succeeded"
-FAILED = "Failed"
-CANCELED = "Canceled"
-TERMINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELED})
-FAILURE_STATES = frozenset({FAILED, CANCELED})
+# Azure ML's naming rules, shared by both backends so a name that works locally works in Azure.
+ENDPOINT_NAME = re.compile(ENDPOINT_NAME_PATTERN)
+DEPLOYMENT_NAME = re.compile(DEPLOYMENT_NAME_PATTERN)
 
 
 class _Spec:

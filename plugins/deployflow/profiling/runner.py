@@ -18,8 +18,9 @@ from typing import Any
 from deployflow.loadtest import SLO, RequestSpec
 from deployflow.platform.base import MLPlatform
 from deployflow.platform.cleanup import removed_afterwards
+from deployflow.platform.contract import DEPLOYMENT_HEADER
 from deployflow.platform.errors import PlatformError
-from deployflow.platform.specs import DEPLOYMENT_HEADER, DeploymentSpec, ModelRef, RequestSettings
+from deployflow.platform.specs import DeploymentSpec, ModelRef, RequestSettings
 from deployflow.profiling.candidates import Candidate, PriceTable
 from deployflow.profiling.measure import open_loop_measure
 from deployflow.profiling.recommend import recommend

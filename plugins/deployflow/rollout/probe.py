@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from deployflow.loadtest import LoadResult, RequestSpec, Schedule, merge_results, run_open_loop
 from deployflow.platform.base import MLPlatform
-from deployflow.platform.specs import DEPLOYMENT_HEADER
+from deployflow.platform.contract import DEPLOYMENT_HEADER
 from deployflow.rollout.gates import WindowStats
 
 # A gate window is probed in slices this long, so a certain failure ends it early.

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from deployflow.platform.specs import MAX_MIRROR_PERCENT
+from deployflow.platform.contract import MAX_MIRROR_PERCENT
 
 STEP_EXAMPLES = "'mirror 20% 60s', 'traffic 10% 60s', 'approve', 'approve timeout 1h' or 'traffic 100%'"
 

@@ -7,11 +7,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-# Azure ML's rules: endpoint names 3-32 characters, deployment names up to 32, both start with a letter.
-ENDPOINT_NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$"
-DEPLOYMENT_NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9-]{0,31}$"
+from deployflow.platform import contract
+from deployflow.platform.contract import (  # noqa: F401 - the name patterns are re-exported for the API
+    DEPLOYMENT_NAME_PATTERN,
+    ENDPOINT_NAME_PATTERN,
+    JOB_NAME_PATTERN,
+    MAX_MIRROR_PERCENT,
+)
+
 ModelName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$")]
-MAX_MIRROR_PERCENT = 50
 
 
 class Strict(BaseModel):
@@ -64,11 +68,11 @@ class DeploymentSpec(Strict):
 
 
 class ProvisioningState(StrEnum):
-    CREATING = "Creating"
-    UPDATING = "Updating"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    DELETING = "Deleting"
+    CREATING = contract.CREATING
+    UPDATING = contract.UPDATING
+    SUCCEEDED = contract.SUCCEEDED
+    FAILED = contract.FAILED
+    DELETING = contract.DELETING
 
 
 class InstanceStatus(Strict):
@@ -158,18 +162,16 @@ class RegenerateKeys(Strict):
 
 # ---- batch jobs ------------------------------------------------------------------------
 
-JOB_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,254}$"
-
 
 class JobStatus(StrEnum):
     """Azure ML's job statuses, the subset a local batch job goes through."""
 
-    NOT_STARTED = "NotStarted"
-    QUEUED = "Queued"  # waiting for worker slots other jobs hold
-    RUNNING = "Running"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
-    CANCELED = "Canceled"
+    NOT_STARTED = contract.JOB_NOT_STARTED
+    QUEUED = contract.JOB_QUEUED  # waiting for worker slots other jobs hold
+    RUNNING = contract.JOB_RUNNING
+    COMPLETED = contract.JOB_COMPLETED
+    FAILED = contract.JOB_FAILED
+    CANCELED = contract.JOB_CANCELED
 
 
 JOB_ACTIVE_STATUSES = frozenset({JobStatus.NOT_STARTED, JobStatus.QUEUED, JobStatus.RUNNING})

@@ -7,27 +7,32 @@ not set off another one for the same files.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
+from functools import cached_property
 
 from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
-from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+from airflow.triggers.base import BaseEventTrigger
 from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient
 
 from deployflow.batch.manifest import BlobRef, new_blobs
 from deployflow.batch.naming import STAGING_FOLDER
 from deployflow.batch.storage import list_inputs, read_manifest
+from deployflow.triggers.polling import PollingTrigger, Reading
 
 MAX_NAMES_IN_EVENT = 100
 
 
-class NewBlobsTrigger(BaseEventTrigger):
+class NewBlobsTrigger(PollingTrigger, BaseEventTrigger):
     """Polls ``container/prefix`` every ``poll_interval`` seconds; yields one event listing the new blobs.
 
     The event's ``blobs`` holds at most 100 names (``count`` says how many there are): it is a
-    signal to run, and the run lists the prefix again itself.
+    signal to run, and the run lists the prefix again itself. It has no deadline: a storage
+    error is logged and the watch goes on.
     """
+
+    serialized_fields = ("wasb_conn_id", "container", "prefix", "manifest_container", "manifest_blob", "poll_interval")
+    event_fields = ("container", "prefix")
+    poll_errors = (AzureError,)
 
     def __init__(
         self,
@@ -47,54 +52,42 @@ class NewBlobsTrigger(BaseEventTrigger):
         self.manifest_blob = manifest_blob
         self.poll_interval = poll_interval
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "wasb_conn_id": self.wasb_conn_id,
-                "container": self.container,
-                "prefix": self.prefix,
-                "manifest_container": self.manifest_container,
-                "manifest_blob": self.manifest_blob,
-                "poll_interval": self.poll_interval,
-            },
-        )
+    @property
+    def _where(self) -> str:
+        return f"{self.container}/{self.prefix}"
 
-    def _unscored(self, hook: WasbHook) -> list[BlobRef]:
+    @cached_property
+    def service(self) -> BlobServiceClient:
+        """One storage client for every poll (``WasbHook.get_conn()`` builds a new one each call)."""
+        return WasbHook(wasb_conn_id=self.wasb_conn_id).get_conn()
+
+    def close(self) -> None:
+        service = self.__dict__.pop("service", None)
+        if service is not None:
+            service.close()
+
+    def _unscored(self) -> list[BlobRef]:
         """New blobs, less those a running DAG run has already staged (same path below the prefix)."""
-        service = hook.get_conn()
-        manifest, _etag = read_manifest(service, self.manifest_container, self.manifest_blob)
-        fresh = new_blobs(list_inputs(service, self.container, self.prefix), manifest)
+        manifest, _etag = read_manifest(self.service, self.manifest_container, self.manifest_blob)
+        fresh = new_blobs(list_inputs(self.service, self.container, self.prefix), manifest)
         if not fresh:
             return []
-        staged = service.get_container_client(self.container).list_blobs(name_starts_with=f"{STAGING_FOLDER}/")
+        staged = self.service.get_container_client(self.container).list_blobs(name_starts_with=f"{STAGING_FOLDER}/")
         in_flight = {b.name.split("/", 2)[2] for b in staged if b.name.count("/") >= 2}
         cut = len(self.prefix.strip("/")) + 1 if self.prefix.strip("/") else 0
         return [blob for blob in fresh if blob.name[cut:] not in in_flight]
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = WasbHook(wasb_conn_id=self.wasb_conn_id)
-        where = f"{self.container}/{self.prefix}"
-        while True:
-            try:
-                fresh = await asyncio.to_thread(self._unscored, hook)
-            except ResourceNotFoundError:
-                self.log.info("container %s does not exist yet; waiting for it", self.container)
-                fresh = []
-            except AzureError as e:  # a storage hiccup must not end the watch: say so and poll again
-                self.log.warning("listing %s failed, polling again: %s", where, e)
-                fresh = []
-            if fresh:
-                self.log.info("%d new blob(s) under %s", len(fresh), where)
-                yield TriggerEvent(
-                    {
-                        "status": "success",
-                        "message": f"{len(fresh)} new blob(s) under {where}",
-                        "container": self.container,
-                        "prefix": self.prefix,
-                        "count": len(fresh),
-                        "blobs": [blob.name for blob in fresh[:MAX_NAMES_IN_EVENT]],
-                    }
-                )
-                return
-            await asyncio.sleep(self.poll_interval)
+    def poll(self) -> Reading:
+        fresh = self._unscored()
+        if not fresh:
+            return Reading.waiting(f"no unscored blobs under {self._where} yet")
+        names = [blob.name for blob in fresh[:MAX_NAMES_IN_EVENT]]
+        return Reading.success(f"{len(fresh)} new blob(s) under {self._where}", count=len(fresh), blobs=names)
+
+    def on_poll_error(self, error: Exception) -> Reading | None:
+        """A storage hiccup must not end the watch: say so and poll again."""
+        if isinstance(error, ResourceNotFoundError):
+            self.log.info("container %s does not exist yet; waiting for it", self.container)
+        else:
+            self.log.warning("listing %s failed, polling again: %s", self._where, error)
+        return None

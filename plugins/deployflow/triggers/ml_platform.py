@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator
-from typing import Any
-
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
-from deployflow.hooks.ml_platform import MLPlatformHook
 from deployflow.platform.errors import PlatformError
+from deployflow.triggers.polling import PlatformPollingTrigger, Reading
 
 
-class DeploymentStateTrigger(BaseTrigger):
+class DeploymentStateTrigger(PlatformPollingTrigger):
     """Polls a deployment until it is Succeeded, Failed or Canceled, or the deadline passes.
 
     ``deadline`` is a wall-clock epoch second, so a trigger restarted by another triggerer
@@ -24,6 +17,11 @@ class DeploymentStateTrigger(BaseTrigger):
     with it, as the operator's own ``on_kill`` would. A triggerer that restarts or hands the
     trigger to another calls no ``on_kill`` and leaves it be.
     """
+
+    serialized_fields = (
+        "ml_platform_conn_id", "endpoint_name", "deployment_name", "deadline", "poll_interval", "delete_on_kill",
+    )  # fmt: skip
+    event_fields = ("endpoint_name", "deployment_name")
 
     def __init__(
         self,
@@ -43,63 +41,26 @@ class DeploymentStateTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.delete_on_kill = delete_on_kill
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "ml_platform_conn_id": self.ml_platform_conn_id,
-                "endpoint_name": self.endpoint_name,
-                "deployment_name": self.deployment_name,
-                "deadline": self.deadline,
-                "poll_interval": self.poll_interval,
-                "delete_on_kill": self.delete_on_kill,
-            },
-        )
+    @property
+    def _name(self) -> str:
+        return f"{self.endpoint_name}/{self.deployment_name}"
 
-    def _event(self, status: str, message: str, **extra: Any) -> TriggerEvent:
-        return TriggerEvent(
-            {
-                "status": status,
-                "message": message,
-                "endpoint_name": self.endpoint_name,
-                "deployment_name": self.deployment_name,
-                **extra,
-            }
-        )
+    def poll(self) -> Reading:
+        state = self.hook.platform.get_deployment(self.endpoint_name, self.deployment_name)
+        if state.failed:
+            message = f"deployment {self._name} is {state.provisioning_state}: {state.error or 'no reason given'}"
+            return Reading.error(message, deployment=state.to_dict())
+        if state.done:
+            return Reading.success(f"deployment {self._name} is ready", deployment=state.to_dict())
+        return Reading.waiting(f"deployment {self._name} still {state.provisioning_state}", deployment=state.to_dict())
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = MLPlatformHook(ml_platform_conn_id=self.ml_platform_conn_id)
-        name = f"{self.endpoint_name}/{self.deployment_name}"
-        try:
-            while True:
-                state = await asyncio.to_thread(
-                    lambda: hook.platform.get_deployment(self.endpoint_name, self.deployment_name)
-                )
-                if state.done:
-                    if state.failed:
-                        message = f"deployment {name} is {state.provisioning_state}: {state.error or 'no reason given'}"
-                        yield self._event("error", message, deployment=state.to_dict())
-                    else:
-                        yield self._event("success", f"deployment {name} is ready", deployment=state.to_dict())
-                    return
-                if time.time() >= self.deadline:
-                    message = f"deployment {name} still {state.provisioning_state} at its deadline"
-                    yield self._event("error", message, deployment=state.to_dict())
-                    return
-                self.log.info("deployment %s is %s", name, state.provisioning_state)
-                await asyncio.sleep(min(self.poll_interval, max(self.deadline - time.time(), 0.1)))
-        except PlatformError as e:
-            yield self._event("error", str(e))
-
-    async def on_kill(self) -> None:
+    def stop_remote_work(self) -> None:
         """The task was stopped while it waited here: remove the deployment if this task created it."""
         if not self.delete_on_kill:
             return
-        hook = MLPlatformHook(ml_platform_conn_id=self.ml_platform_conn_id)
-        name = f"{self.endpoint_name}/{self.deployment_name}"
         try:
-            await asyncio.to_thread(lambda: hook.platform.delete_deployment(self.endpoint_name, self.deployment_name))
+            self.hook.platform.delete_deployment(self.endpoint_name, self.deployment_name)
         except PlatformError as e:
-            self.log.warning("the task was stopped, but its new deployment %s could not be deleted: %s", name, e)
+            self.log.warning("the task was stopped, but its new deployment %s could not be deleted: %s", self._name, e)
             return
-        self.log.info("the task was stopped while waiting: deleted its new deployment %s", name)
+        self.log.info("the task was stopped while waiting: deleted its new deployment %s", self._name)

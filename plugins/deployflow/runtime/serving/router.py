@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from deployflow.platform import contract
 from deployflow.runtime.serving.endpoints import DeploymentRuntime
 from deployflow.runtime.serving.replicas import Replica
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCORE_PATH = re.compile(rb"^/endpoints/([^/?]+)/score(?:\?.*)?$")
-DEPLOYMENT_HEADER = b"azureml-model-deployment"
+DEPLOYMENT_HEADER = contract.DEPLOYMENT_HEADER.encode()
 REQUEST_ID_HEADER = b"x-request-id"
 # Not forwarded: they describe one connection, or they are the caller's secret.
 HOP_BY_HOP = frozenset(
