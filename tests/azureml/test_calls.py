@@ -138,3 +138,11 @@ def test_default_backoff_stays_within_its_bounds() -> None:
     low, high = RetryPolicy(random=lambda: 0.0), RetryPolicy(random=lambda: 0.999)
     assert [low.delay(n) for n in (1, 2, 3, 6)] == [1.0, 2.0, 4.0, 15.0]
     assert all(low.delay(n) <= high.delay(n) <= RetryPolicy().max_delay_s for n in range(1, 10))
+
+
+def test_endpoints_are_listed_by_name_with_their_traffic(platform, ml_client) -> None:
+    ml_client.online_endpoints.list.return_value = iter(
+        [service_endpoint("ep-b", traffic={"blue": 100}), service_endpoint("ep-a", traffic={"green": 100})]
+    )
+    listed = platform.list_endpoints()
+    assert [(e.name, e.traffic) for e in listed] == [("ep-a", {"green": 100}), ("ep-b", {"blue": 100})]

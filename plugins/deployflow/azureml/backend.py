@@ -160,6 +160,12 @@ class AzureMLPlatform(MLPlatform):
     def get_endpoint(self, name: str) -> EndpointState:
         return endpoint_state(self._get_endpoint_entity(name))
 
+    def list_endpoints(self) -> list[EndpointState]:
+        listed = self._call(
+            lambda: list(self.ml_client.online_endpoints.list()), what="list endpoints", check=_CHECK_ENDPOINT
+        )
+        return sorted((endpoint_state(e) for e in listed), key=lambda e: e.name)
+
     def delete_endpoint(self, name: str, *, timeout_s: float = 900) -> bool:
         if self._find_endpoint(name) is None:
             return False

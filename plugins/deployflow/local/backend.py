@@ -75,6 +75,10 @@ class LocalPlatform(MLPlatform):
     def get_endpoint(self, name: str) -> EndpointState:
         return _endpoint_state(self._call(f"reading endpoint {name}", lambda: self.client.get_endpoint(name)))
 
+    def list_endpoints(self) -> list[EndpointState]:
+        listed = self._call("listing endpoints", self.client.list_endpoints)
+        return sorted((_endpoint_state(e) for e in listed), key=lambda e: e.name)
+
     def delete_endpoint(self, name: str, *, timeout_s: float = 900) -> bool:
         try:
             self._call(f"deleting endpoint {name}", lambda: self.client.delete_endpoint(name))

@@ -45,6 +45,10 @@ class MLPlatform(ABC):
     def get_endpoint(self, name: str) -> EndpointState: ...
 
     @abstractmethod
+    def list_endpoints(self) -> list[EndpointState]:
+        """Every online endpoint of the workspace (or runtime), by name."""
+
+    @abstractmethod
     def delete_endpoint(self, name: str, *, timeout_s: float = 900) -> bool:
         """Delete the endpoint and its deployments; False when there was none."""
 

@@ -14,7 +14,7 @@ from azure.storage.blob import BlobServiceClient
 
 from deployflow.batch.config import BatchUseCase
 from deployflow.batch.manifest import parse_manifest
-from deployflow.local.demo import AirflowApi
+from deployflow_cli.airflow_api import AirflowApi
 
 WAIT_FOR_RUN_S = 180
 

@@ -1,0 +1,1 @@
+"""The `deployflow` command: look at and call endpoints on any ML platform connection, and run the demo."""
