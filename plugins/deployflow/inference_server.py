@@ -21,8 +21,8 @@ from types import TracebackType
 from typing import Any
 
 from deployflow.checks import Answer, Sample
-from deployflow.runtime.processes import dying_with_runtime, tail
-from deployflow.runtime.serving.replicas import LAUNCHER, LOOPBACK, free_port
+from deployflow.runtime.processes import tail
+from deployflow.runtime.serving.replicas import LOOPBACK, free_port, server_command, server_environment, spawn_server
 
 READY_POLL_S = 0.1
 
@@ -58,33 +58,11 @@ class InferenceServer:
 
     def start(self) -> None:
         self.port = free_port()
-        args = [
-            str(self.python), str(LAUNCHER),
-            "--entry_script", str(self.package_dir / "score.py"),
-            "--model_dir", str(self.package_dir),
-            "--port", str(self.port),
-            "--worker_count", "1",
-        ]  # fmt: skip
-        # Only what the server needs: nothing of Airflow's environment (connections, keys) reaches score.py.
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/tmp"),
-            "LANG": "C.UTF-8",
-            "PYTHONUNBUFFERED": "1",
-            "AML_APP_ROOT": str(self.package_dir),
-        }
+        args = server_command(self.python, self.package_dir, self.port, worker_count=1)
+        env = server_environment(self.package_dir)
         started = time.monotonic()
         with open(self.log_path, "wb") as log_file:
-            self.process = subprocess.Popen(
-                args,
-                env=env,
-                cwd=self.package_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=dying_with_runtime(None),  # noqa: PLW1509 - the server dies with its caller
-            )
+            self.process = spawn_server(args, env, self.package_dir, log_file, None)
         deadline = started + self.start_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

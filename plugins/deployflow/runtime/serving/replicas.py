@@ -17,6 +17,7 @@ import subprocess
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
+from typing import IO
 
 from deployflow.runtime.child import CHILD_SCRIPTS
 from deployflow.runtime.processes import dying_with_runtime, rotate_log, tail
@@ -65,6 +66,45 @@ async def http_status(host: str, port: int, path: str = "/", timeout: float = 2.
         writer.close()
 
 
+def server_command(python: Path, package_dir: Path, port: int, worker_count: int) -> list[str]:
+    """azmlinfsrv for one package, through the launcher that binds it to loopback."""
+    return [
+        str(python), str(LAUNCHER),
+        "--entry_script", str(package_dir / "score.py"),
+        "--model_dir", str(package_dir),
+        "--port", str(port),
+        "--worker_count", str(worker_count),
+    ]  # fmt: skip
+
+
+def server_environment(package_dir: Path) -> dict[str, str]:
+    """Only what the server needs: nothing of the caller's environment (tokens, connections) reaches score.py."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "AML_APP_ROOT": str(package_dir),
+    }
+
+
+def spawn_server(
+    args: list[str], env: dict[str, str], package_dir: Path, log_file: IO[bytes], then: Callable[[], None] | None
+) -> subprocess.Popen[bytes]:
+    """Start the server in its own process group, logging to ``log_file``, dying with its spawner;
+    ``then`` runs in the child before exec (e.g. entering its resource limits)."""
+    return subprocess.Popen(
+        args,
+        env=env,
+        cwd=package_dir,
+        stdin=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=dying_with_runtime(then),  # noqa: PLW1509 - cgroups, death signal
+    )
+
+
 class Replica:
     """One scoring-server process group serving one deployment instance on a loopback port."""
 
@@ -105,34 +145,11 @@ class Replica:
         """Start the server from the event loop's thread: the death signal follows the spawning thread."""
         self.port = free_port()
         self.placement = self.placement_factory()
-        args = [
-            str(self.python), str(LAUNCHER),
-            "--entry_script", str(self.package_dir / "score.py"),
-            "--model_dir", str(self.package_dir),
-            "--port", str(self.port),
-            "--worker_count", str(self.worker_count),
-        ]  # fmt: skip
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/tmp"),
-            "LANG": "C.UTF-8",
-            "PYTHONUNBUFFERED": "1",
-            "AML_APP_ROOT": str(self.package_dir),
-            REPLICA_MARKER_ENV: self.replica_id,
-            **self.environment,
-        }
+        args = server_command(self.python, self.package_dir, self.port, self.worker_count)
+        env = {**server_environment(self.package_dir), REPLICA_MARKER_ENV: self.replica_id, **self.environment}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log_file:
-            self.process = subprocess.Popen(
-                args,
-                env=env,
-                cwd=self.package_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=dying_with_runtime(self.placement.apply_in_child),  # noqa: PLW1509 - cgroups, death signal
-            )
+            self.process = spawn_server(args, env, self.package_dir, log_file, self.placement.apply_in_child)
         self.state = ReplicaState.STARTING
         log.info("replica %s started (pid %s, port %s)", self.replica_id, self.process.pid, self.port)
 
