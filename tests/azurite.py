@@ -6,6 +6,7 @@ it yields the connection string of the well-known development account.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from azure.storage.blob import BlobServiceClient
 
 from deployflow.azurite import connection_string
 from deployflow.runtime.serving.replicas import free_port
@@ -44,6 +46,19 @@ def azurite_blob(location: Path) -> Iterator[str]:
         yield connection_string(port)
     finally:
         _stop(process)
+
+
+@contextmanager
+def azurite_service(location: Path, wasb_conn_id: str) -> Iterator[BlobServiceClient]:
+    """Azurite with an Airflow ``wasb`` connection (from the environment) to it; yields a client to it."""
+    variable = f"AIRFLOW_CONN_{wasb_conn_id.upper()}"
+    with azurite_blob(location) as conn:
+        os.environ[variable] = json.dumps({"conn_type": "wasb", "extra": {"connection_string": conn}})
+        try:
+            with BlobServiceClient.from_connection_string(conn) as service:
+                yield service
+        finally:
+            os.environ.pop(variable, None)
 
 
 @pytest.fixture(scope="module")

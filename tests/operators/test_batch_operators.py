@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +23,7 @@ from deployflow.operators.batch import JOB_XCOM_KEY, BatchScoringOperator
 from deployflow.triggers.batch import BatchJobStateTrigger
 from deployflow.triggers.blob import NewBlobsTrigger
 from tests.airflow_support import connected_runtime
-from tests.azurite import azurite_blob
+from tests.azurite import azurite_service
 from tests.runtime.batch_support import HANGING_SCRIPT, SAMPLE_DATA, job_document, scoring_package, worker_processes
 from tests.runtime.support import SAMPLE_MODEL
 
@@ -35,14 +33,8 @@ WASB_CONN_ID = "batch_ops_blob"
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlobServiceClient]:
-    variable = f"AIRFLOW_CONN_{WASB_CONN_ID.upper()}"
-    with azurite_blob(tmp_path_factory.mktemp("azurite")) as connection_string:
-        os.environ[variable] = json.dumps({"conn_type": "wasb", "extra": {"connection_string": connection_string}})
-        try:
-            with BlobServiceClient.from_connection_string(connection_string) as service:
-                yield service
-        finally:
-            os.environ.pop(variable, None)
+    with azurite_service(tmp_path_factory.mktemp("azurite"), WASB_CONN_ID) as service:
+        yield service
 
 
 @pytest.fixture(scope="module")

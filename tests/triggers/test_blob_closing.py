@@ -3,45 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from azure.storage.blob import BlobServiceClient
 
 from deployflow.triggers.blob import NewBlobsTrigger
-from deployflow.triggers.polling import Reading
-from tests.azurite import azurite_blob
+from tests.azurite import azurite_service
+from tests.triggers.support import RecordsClients, cancel_after_polls, first_event
 
 pytestmark = pytest.mark.slow
 WASB_CONN_ID = "blob_closing"
 
 
-class RecordingBlobsTrigger(NewBlobsTrigger):
-    """Keeps each storage client its polls used, so the test can try it after the trigger ended."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.opened: list[BlobServiceClient] = []
-
-    def poll(self) -> Reading:
-        self.opened.append(self.service)
-        return super().poll()
+class RecordingBlobsTrigger(RecordsClients, NewBlobsTrigger):
+    def client_in_use(self) -> BlobServiceClient:
+        return self.service
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlobServiceClient]:
-    variable = f"AIRFLOW_CONN_{WASB_CONN_ID.upper()}"
-    with azurite_blob(tmp_path_factory.mktemp("azurite")) as connection_string:
-        os.environ[variable] = json.dumps({"conn_type": "wasb", "extra": {"connection_string": connection_string}})
-        try:
-            with BlobServiceClient.from_connection_string(connection_string) as service:
-                yield service
-        finally:
-            os.environ.pop(variable, None)
+    with azurite_service(tmp_path_factory.mktemp("azurite"), WASB_CONN_ID) as service:
+        yield service
 
 
 def watch(container: str) -> RecordingBlobsTrigger:
@@ -60,12 +43,7 @@ def test_closed_after_the_event(service: BlobServiceClient) -> None:
     service.create_container("fires").upload_blob("in/a.csv", b"1,2\n")
     trigger = watch("fires")
 
-    async def first() -> dict[str, Any]:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("the trigger ended without an event")
-
-    event = asyncio.run(asyncio.wait_for(first(), 30))
+    event = asyncio.run(asyncio.wait_for(first_event(trigger), 30))
     assert (event["status"], event["blobs"]) == ("success", ["in/a.csv"])
     assert_closed(trigger.opened)
 
@@ -74,16 +52,5 @@ def test_closed_when_the_watch_is_cancelled(service: BlobServiceClient) -> None:
     service.create_container("quiet")
     trigger = watch("quiet")
 
-    async def cancel_after_polls() -> None:
-        waiting = asyncio.create_task(anext(trigger.run()))
-        deadline = time.monotonic() + 30
-        while len(trigger.opened) < 3:  # polled several times and found nothing
-            assert not waiting.done(), "the trigger fired with no blob to score"
-            assert time.monotonic() < deadline, "the trigger did not poll"
-            await asyncio.sleep(0.02)
-        waiting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-
-    asyncio.run(cancel_after_polls())
+    asyncio.run(cancel_after_polls(trigger, 3))  # polled several times and found nothing
     assert_closed(trigger.opened)

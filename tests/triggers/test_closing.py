@@ -15,39 +15,30 @@ from deployflow.local.client import LocalRuntimeClient
 from deployflow.platform.base import MLPlatform
 from deployflow.triggers.batch import BatchJobStateTrigger
 from deployflow.triggers.ml_platform import DeploymentStateTrigger
-from deployflow.triggers.polling import Reading
 from tests.airflow_support import connected_runtime
 from tests.runtime.support import SAMPLE_MODEL, deploy
+from tests.triggers.support import RecordsClients, cancel_after_polls, first_event
 
 pytestmark = pytest.mark.slow
 ENDPOINT = "closing"
 CONN_ID = "deployflow_local"
 
 
-class RecordingDeploymentTrigger(DeploymentStateTrigger):
-    """Keeps each platform its polls and on_kill used, so the test can see whether it was closed."""
+class RecordsPlatforms(RecordsClients):
+    def client_in_use(self) -> MLPlatform:
+        return self.hook.platform  # type: ignore[attr-defined]  # a platform trigger's hook
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.opened: list[MLPlatform] = []
 
-    def poll(self) -> Reading:
-        self.opened.append(self.hook.platform)
-        return super().poll()
+class RecordingDeploymentTrigger(RecordsPlatforms, DeploymentStateTrigger):
+    """Records the platform on_kill used too."""
 
     def stop_remote_work(self) -> None:
         self.opened.append(self.hook.platform)
         super().stop_remote_work()
 
 
-class RecordingJobTrigger(BatchJobStateTrigger):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.opened: list[MLPlatform] = []
-
-    def poll(self) -> Reading:
-        self.opened.append(self.hook.platform)
-        return super().poll()
+class RecordingJobTrigger(RecordsPlatforms, BatchJobStateTrigger):
+    pass
 
 
 def closed(platforms: list[MLPlatform]) -> bool:
@@ -80,12 +71,6 @@ def deployment_trigger(name: str, *, wait_s: float, **kwargs: Any) -> RecordingD
                                       deadline=time.time() + wait_s, poll_interval=0.1, **kwargs)  # fmt: skip
 
 
-async def first_event(trigger: Any) -> dict[str, Any]:
-    async for event in trigger.run():
-        return event.payload
-    raise AssertionError("the trigger ended without an event")
-
-
 def test_closed_after_a_ready_deployment(client: LocalRuntimeClient) -> None:
     trigger = deployment_trigger("blue", wait_s=30)
     event = asyncio.run(first_event(trigger))
@@ -109,18 +94,7 @@ def test_closed_after_the_deadline(client: LocalRuntimeClient) -> None:
 def test_closed_when_the_triggerer_cancels_the_wait(client: LocalRuntimeClient) -> None:
     trigger = deployment_trigger("slow", wait_s=300)
 
-    async def cancel_after_a_poll() -> None:
-        waiting = asyncio.create_task(first_event(trigger))
-        deadline = time.monotonic() + 30
-        while len(trigger.opened) < 2:  # polled twice: the wait is under way
-            assert not waiting.done(), "the trigger ended while its deployment was still Creating"
-            assert time.monotonic() < deadline, "the trigger did not poll"
-            await asyncio.sleep(0.02)
-        waiting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-
-    asyncio.run(cancel_after_a_poll())
+    asyncio.run(cancel_after_polls(trigger, 2))  # polled twice: the wait is under way
     assert closed(trigger.opened)
 
 

@@ -20,9 +20,7 @@ JOB_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,254}$"
 MAX_MIRROR_PERCENT = 50
 
 # Provisioning states of endpoints and deployments.
-CREATING = "Creating"
-UPDATING = "Updating"
-DELETING = "Deleting"
+CREATING, UPDATING, DELETING = "Creating", "Updating", "Deleting"
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
 CANCELED = "Canceled"
@@ -30,9 +28,7 @@ TERMINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELED})
 FAILURE_STATES = frozenset({FAILED, CANCELED})
 
 # Job statuses (the local runtime's batch jobs go through this subset of Azure ML's).
-JOB_NOT_STARTED = "NotStarted"
-JOB_QUEUED = "Queued"
-JOB_RUNNING = "Running"
+JOB_NOT_STARTED, JOB_QUEUED, JOB_RUNNING = "NotStarted", "Queued", "Running"
 JOB_COMPLETED = "Completed"
 JOB_FAILED = "Failed"
 JOB_CANCELED = "Canceled"
