@@ -17,6 +17,7 @@ from deployflow.checks import Check, Severity
 from deployflow.packages import ModelPackage
 from deployflow.platform.base import MLPlatform
 from deployflow.platform.cleanup import remove_quietly
+from deployflow.platform.contract import SUCCEEDED
 from deployflow.platform.errors import PlatformError, PlatformNotFoundError
 from deployflow.platform.specs import DeploymentSpec, EndpointSpec, EndpointState
 from deployflow.rollout.actions import Finish
@@ -150,7 +151,7 @@ class Release:
             existing = platform.get_deployment(spec.endpoint, spec.name)
         except PlatformNotFoundError:
             existing = None
-        if existing is not None and existing.provisioning_state == "Succeeded" and existing.model == str(spec.model):
+        if existing is not None and existing.provisioning_state == SUCCEEDED and existing.model == str(spec.model):
             self.logger.info("deployment %s/%s already serves %s", spec.endpoint, spec.name, spec.model)
             return
         self.logger.info(
