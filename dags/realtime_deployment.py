@@ -4,8 +4,8 @@
 Carries a model package through Azure ML's real-time deployment practice, behind one stable
 endpoint whose URL and keys never change:
 
-1. **validate** — the package is complete; `init()` and `run()` answer the sample request with
-   the sample response, in the model's own environment. **register** the model version.
+1. **validate** — the package is complete; Azure ML's inference server, started on it in the
+   model's own environment, answers every sample as expected. **register** the model version.
 2. **test deployment** (the old "ACI test": a managed online endpoint on Azure ML, a local
    endpoint on the runtime), input/output **smoke tests** through `azureml-model-deployment`;
    its endpoint is torn down whatever happens.
@@ -60,7 +60,7 @@ with DAG(
             type="string",
             minLength=1,
             title="Model package folder",
-            description="score.py, requirements.txt, model/, sample-request.json, sample-response.json",
+            description="score.py, requirements.txt, model/, sample-request.json + sample-response.json or samples/",
         ),
         "model_name": Param(
             "diabetes", type="string", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$", title="Registered model name"
