@@ -61,46 +61,60 @@ def test_the_hook_gives_the_local_backend_and_it_reaches_the_runtime(client: Loc
     assert hook.platform.get_endpoint(ENDPOINT).traffic == {"blue": 100}
 
 
+def wrong_expectation() -> SmokeTestOperator:
+    """A smoke test whose expected answer the sample model never gives."""
+    return SmokeTestOperator(
+        task_id="wrong",
+        endpoint_name=ENDPOINT,
+        deployment_name="blue",
+        request={"data": [[0.0] * 10]},
+        expected_response=[0.0],
+    )
+
+
 def test_smoke_test_passes_on_the_sample_and_fails_on_a_wrong_expectation(client: LocalRuntimeClient) -> None:
     def tasks() -> None:
         SmokeTestOperator(
             task_id="good", endpoint_name=ENDPOINT, deployment_name="blue", package_path=str(SAMPLE_MODEL)
         )
-        SmokeTestOperator(
-            task_id="wrong",
-            endpoint_name=ENDPOINT,
-            deployment_name="blue",
-            request={"data": [[0.0] * 10]},
-            expected_response=[0.0],
-        )
+        wrong_expectation()
 
     dag_run = run_dag(one_task_dag("smoke_local", tasks), retries=0)
 
     assert task_states(dag_run) == {"good": "success", "wrong": "failed"}
 
 
-def test_a_wrong_answer_fails_once_and_no_answer_in_time_is_retried(client: LocalRuntimeClient) -> None:
-    def tasks() -> None:
-        SmokeTestOperator(
-            task_id="wrong",
-            endpoint_name=ENDPOINT,
-            deployment_name="blue",
-            request={"data": [[0.0] * 10]},
-            expected_response=[0.0],
-        )
-        SmokeTestOperator(
-            task_id="too_slow", endpoint_name=ENDPOINT, deployment_name="blue", package_path=str(SAMPLE_MODEL),
-            timeout_s=0.001,
-        )  # fmt: skip
+SLOW_RUN = "\nimport time as _time\n_run = run\n\ndef run(raw_data):\n    _time.sleep(3)\n    return _run(raw_data)\n"
 
-    dag = one_task_dag("smoke_retries_local", tasks)
-    for task in dag.tasks:
-        task.retries, task.retry_delay = 1, timedelta(0)
-    dag_run = run_dag(dag)
 
-    assert task_states(dag_run) == {"wrong": "failed", "too_slow": "failed"}
+def test_a_wrong_answer_fails_once_and_no_answer_in_time_is_retried(client: LocalRuntimeClient, tmp_path: Path) -> None:
+    slow = shutil.copytree(SAMPLE_MODEL, tmp_path / "slow", ignore=shutil.ignore_patterns("__pycache__"))
+    (slow / "score.py").write_text((slow / "score.py").read_text() + SLOW_RUN)
+    client.register_model("diabetes-slow", slow)
+    deploy(client, ENDPOINT, "slow", model="diabetes-slow:1")
+    try:
+
+        def tasks() -> None:
+            wrong_expectation()
+            SmokeTestOperator(
+                task_id="too_slow", endpoint_name=ENDPOINT, deployment_name="slow", package_path=str(slow),
+                timeout_s=0.5, smoke_checks={"malformed_request_4xx": "off"},
+            )  # fmt: skip
+            SmokeTestOperator(
+                task_id="no_such_endpoint", endpoint_name="ops-nowhere", deployment_name="blue",
+                package_path=str(SAMPLE_MODEL),
+            )  # fmt: skip
+
+        dag = one_task_dag("smoke_retries_local", tasks)
+        for task in dag.tasks:
+            task.retries, task.retry_delay = 1, timedelta(0)
+        dag_run = run_dag(dag)
+    finally:
+        client.delete_deployment(ENDPOINT, "slow")
+
+    assert task_states(dag_run) == {"wrong": "failed", "too_slow": "failed", "no_such_endpoint": "failed"}
     tries = {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}
-    assert tries == {"wrong": 1, "too_slow": 2}, "a wrong answer is not retried; no answer in time is"
+    assert tries == {"wrong": 1, "too_slow": 2, "no_such_endpoint": 1}, "only no answer in time is retried"
 
 
 def test_a_foreign_score_py_that_crashes_on_bad_json_passes_with_a_recorded_warning(

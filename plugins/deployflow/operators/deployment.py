@@ -271,10 +271,11 @@ class SmokeTestOperator(MLPlatformOperator):
         if not self.check_malformed_input:
             severities[Check.MALFORMED_REQUEST_4XX] = Severity.OFF
         target = f"{self.endpoint_name}/{self.deployment_name}"
-        report = smoke_test_deployment(
-            self.platform, self.endpoint_name, self.deployment_name, samples,
-            rel_tol=rel_tol, abs_tol=abs_tol, severities=severities, timeout_s=self.timeout_s,
-        )  # fmt: skip
+        with refused_requests_fail_the_task():
+            report = smoke_test_deployment(
+                self.platform, self.endpoint_name, self.deployment_name, samples,
+                rel_tol=rel_tol, abs_tol=abs_tol, severities=severities, timeout_s=self.timeout_s,
+            )  # fmt: skip
         for line in report.lines(report.warnings):
             self.log.warning("smoke test of %s: %s", target, line)
         if report.failures:
