@@ -1,7 +1,8 @@
 """Model packages: the folder a user hands to deployflow, checked before anything is deployed.
 
-A package holds the scoring script in Azure ML's contract, the model's environment and
-sample requests with their expected responses, which validation and the smoke tests replay:
+A package is one of two kinds. A **scoring-script package** holds the scoring script in
+Azure ML's contract, the model's environment and sample requests with their expected
+responses, which validation and the smoke tests replay:
 
     score.py                   init() and run(raw_data), or run(...) decorated with inference-schema
     requirements.txt           the model's environment (must include azureml-inference-server-http)
@@ -10,12 +11,20 @@ sample requests with their expected responses, which validation and the smoke te
     sample-response.json       the response it must produce             } samples/, or both
     samples/NAME.request.json  more requests, each with NAME.response.json beside it
     tolerance.json             optional: {"relative": 1e-6, "absolute": 1e-9} for comparing numbers
+
+An **MLflow model** is the folder ``mlflow.<flavor>.save_model`` writes (``MLmodel``, the
+model's files, ``requirements.txt``) with no ``score.py``: deployed as Azure ML's no-code
+MLflow deployment does it, by a scoring script of the platform's (on the local runtime,
+``runtime/child/mlflow_score.py``) in an environment built from the model's own requirements.
+Its samples are the files above when present, else a request made from the ``input_example``
+MLflow saved beside the model (answered by any JSON 2xx, as nothing recorded the answer).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +42,14 @@ REQUEST_SUFFIX = ".request.json"
 RESPONSE_SUFFIX = ".response.json"
 TOLERANCE_FILE = "tolerance.json"
 INFERENCE_SERVER = "azureml-inference-server-http"
+MLMODEL = "MLmodel"
+MLFLOW_INPUT_EXAMPLE = "input_example.json"
+MLFLOW_SCORING_SCRIPT = Path(__file__).resolve().parent / "runtime" / "child" / "mlflow_score.py"
+# What the platform adds to an MLflow model's own requirements to serve it: the inference server
+# (the version the sample model pins) and pandas, which pyfunc needs for tabular input; MLflow's
+# pin becomes mlflow-skinny's (the same pyfunc, without the tracking server and UI), as Azure ML's
+# MLflow images do.
+MLFLOW_SERVING_REQUIREMENTS = ("azureml-inference-server-http==1.5.1", "pandas")
 IGNORED = {"__pycache__", ".ipynb_checkpoints"}
 
 
@@ -51,6 +68,9 @@ class ModelPackage:
         root = Path(path)
         if not root.is_dir():
             raise ModelPackageError(f"model package {root} is not a folder")
+        package = cls(root)
+        if package.is_mlflow:
+            return package._load_mlflow()
         for name in (SCORING_SCRIPT, REQUIREMENTS):
             if not (root / name).is_file():
                 raise ModelPackageError(f"model package {root} has no {name}")
@@ -61,7 +81,6 @@ class ModelPackage:
             raise ModelPackageError(
                 f"model package {root}: {REQUIREMENTS} must list {INFERENCE_SERVER}, the server that runs score.py"
             )
-        package = cls(root)
         if not package.samples():
             raise ModelPackageError(
                 f"model package {root} has no sample: add {SAMPLE_REQUEST} and {SAMPLE_RESPONSE}, "
@@ -70,13 +89,47 @@ class ModelPackage:
         package.tolerance()
         return package
 
+    def _load_mlflow(self) -> ModelPackage:
+        if not self.requirements_file.is_file():
+            raise ModelPackageError(
+                f"MLflow model {self.path} has no {REQUIREMENTS}: save it with mlflow 1.20 or later "
+                f"(which writes one beside {MLMODEL}), or write the model's pip requirements there"
+            )
+        if not self.samples():
+            raise ModelPackageError(
+                f"MLflow model {self.path} has no sample: save it with input_example=..., or add "
+                f"{SAMPLE_REQUEST} and {SAMPLE_RESPONSE} (or {SAMPLES_DIR}/) beside {MLMODEL}"
+            )
+        self.tolerance()
+        return self
+
+    @property
+    def is_mlflow(self) -> bool:
+        """An MLflow model folder (MLmodel, no score.py): served by the platform's MLflow scoring script."""
+        return (self.path / MLMODEL).is_file() and not (self.path / SCORING_SCRIPT).is_file()
+
+    @property
+    def kind(self) -> str:
+        return "mlflow" if self.is_mlflow else "score"
+
     @property
     def requirements_file(self) -> Path:
         return self.path / REQUIREMENTS
 
     @property
     def scoring_script(self) -> Path:
-        return self.path / SCORING_SCRIPT
+        """The script the inference server runs: the package's score.py, or the MLflow one."""
+        return MLFLOW_SCORING_SCRIPT if self.is_mlflow else self.path / SCORING_SCRIPT
+
+    def serving_requirements(self) -> str:
+        """The requirements of the environment that serves the model."""
+        own = self.requirements_file.read_text()
+        if not self.is_mlflow:
+            return own
+        lines = [_skinny(line.strip()) for line in own.splitlines() if line.strip() and not line.startswith("#")]
+        names = {_requirement_name(line) for line in lines}
+        lines += [extra for extra in MLFLOW_SERVING_REQUIREMENTS if _requirement_name(extra) not in names]
+        return "\n".join(lines) + "\n"
 
     def _json(self, name: str) -> Any:
         try:
@@ -104,7 +157,19 @@ class ModelPackage:
                     raise ModelPackageError(f"model package {self.path}: {part} is missing (a sample needs both)")
             self._json(request)
             samples.append(Sample(name, (self.path / request).read_bytes(), self._json(response)))
+        if not samples and self.is_mlflow and (self.path / MLFLOW_INPUT_EXAMPLE).is_file():
+            samples.append(Sample("input-example", json.dumps(self._input_example_request()).encode()))
         return samples
+
+    def _input_example_request(self) -> dict[str, Any]:
+        """The request Azure ML's MLflow serving takes for the saved input example: a data frame in
+        split orientation (columns, index, data) under ``input_data``, or the tensor as it is."""
+        example = self._json(MLFLOW_INPUT_EXAMPLE)
+        if isinstance(example, dict) and "data" in example:
+            return {"input_data": {k: example[k] for k in ("columns", "index", "data") if k in example}}
+        if isinstance(example, dict) and "inputs" in example:
+            return {"input_data": example["inputs"]}
+        return {"input_data": example}
 
     def tolerance(self) -> tuple[float, float]:
         """(relative, absolute) tolerance for numbers in answers: the package's own, else the defaults."""
@@ -145,3 +210,16 @@ class ModelPackage:
             digest.update(str(file.relative_to(self.path)).encode() + b"\0")
             digest.update(file.read_bytes())
         return digest.hexdigest()
+
+
+def _requirement_name(line: str) -> str:
+    """The distribution name a requirement line names, normalised (``Scikit_Learn>=1`` -> scikit-learn)."""
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+    return re.sub(r"[-_.]+", "-", match.group(1)).lower() if match else line
+
+
+def _skinny(line: str) -> str:
+    """``mlflow==X`` -> ``mlflow-skinny==X``: the pyfunc runtime without MLflow's server and UI."""
+    if _requirement_name(line) != "mlflow":
+        return line
+    return "mlflow-skinny" + line.lstrip()[len("mlflow") :]

@@ -59,7 +59,7 @@ def validate_package(
     package = ModelPackage.load(path)
     package_rel, package_abs = package.tolerance()
     try:
-        python = EnvironmentCache(env_cache or default_env_cache()).ensure(package.requirements_file)
+        python = EnvironmentCache(env_cache or default_env_cache()).ensure_requirements(package.serving_requirements())
     except EnvironmentBuildError as e:
         raise ModelPackageError(f"model package {package.path}: requirements.txt does not install: {e}") from e
     samples = package.samples()
@@ -89,7 +89,7 @@ def validate_package(
     return ValidationReport(
         package=str(package.path),
         content_hash=package.content_hash(),
-        environment=environment_key(package.requirements_file.read_text(), str(python)),
+        environment=environment_key(package.serving_requirements(), str(python)),
         init_ms=round(server.ready_ms, 2),
         run_ms=round((report.answer_ms() or [0.0])[0], 2),
         samples=len(samples),

@@ -14,6 +14,7 @@ from deployflow.local.client import LocalRuntimeClient, RuntimeClientError
 from deployflow.runtime.environments import EnvironmentCache
 from tests.airflow_support import connected_runtime, run_dag, task_states, xcom
 from tests.runtime.support import ENV_CACHE, SAMPLE_MODEL, RuntimeProcess
+from tests.validation.mlflow_models import ROWS, pyfunc_predict, save_iris_model
 
 pytestmark = pytest.mark.slow
 
@@ -135,3 +136,24 @@ def test_a_refused_deployment_fails_the_run_and_the_teardown_still_removes_the_t
     assert states["teardown_test_endpoint"] == "success"
     assert str(dag_run.state) == "failed"
     assert_no_endpoint(client, "rt-gpu-test")
+
+
+def test_an_mlflow_model_with_no_score_py_is_released_and_answers_as_mlflow_does_in_process(
+    dag, client, tmp_path: Path
+) -> None:
+    folder = save_iris_model(tmp_path / "iris-mlflow")
+    conf = {**QUICK, "endpoint_name": "rt-mlflow", "package_path": str(folder), "model_name": "iris-mlflow"}
+
+    dag_run = run_dag(dag, conf, retries=0)
+
+    states = task_states(dag_run)
+    assert {k: v for k, v in states.items() if v != "success"} == SKIPPED_WITHOUT_APPROVAL, states
+    summary = xcom(dag_run, "summary")
+    key = client.keys("rt-mlflow")["primary_key"]
+    expected = pyfunc_predict(folder, ROWS)
+    columns = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+    split = {"input_data": {"columns": columns, "index": list(range(len(ROWS))), "data": ROWS}}
+    assert client.score(summary["scoring_uri"], split, key).body == expected
+    assert client.score(summary["scoring_uri"], {"input_data": ROWS}, key).body == expected, "a plain list of rows"
+    refused = client.score(summary["scoring_uri"], {"input_data": {"columns": ["x"], "data": [[1.0]]}}, key)
+    assert refused.status_code == 400 and "error" in refused.body, "input that does not fit the signature is a 4xx"

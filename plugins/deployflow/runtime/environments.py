@@ -51,8 +51,12 @@ class EnvironmentCache:
         self.uv = uv if uv is not None else find_uv()
 
     def ensure(self, requirements_file: Path) -> Path:
+        """Return the Python interpreter of the venv for this requirements file, building it if needed."""
+        return self.ensure_requirements(requirements_file.read_text())
+
+    def ensure_requirements(self, requirements: str) -> Path:
         """Return the Python interpreter of the venv for these requirements, building it if needed."""
-        key = environment_key(requirements_file.read_text(), self.base_python)
+        key = environment_key(requirements, self.base_python)
         env_dir = self.cache_dir / key
         python = env_dir / "bin" / "python"
         if (env_dir / READY_MARKER).exists():
@@ -61,6 +65,8 @@ class EnvironmentCache:
         with open(self.cache_dir / f"{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not (env_dir / READY_MARKER).exists():
+                requirements_file = self.cache_dir / f"{key}.requirements.txt"
+                requirements_file.write_text(requirements)
                 self._build(env_dir, requirements_file)
         return python
 

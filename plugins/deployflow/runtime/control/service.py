@@ -263,7 +263,8 @@ class Runtime:
         try:
             model = self.get_model(model_name, version)
             package = Path(model.path)
-            python = await asyncio.to_thread(self.environments.ensure, package / "requirements.txt")
+            requirements = ModelPackage(package).serving_requirements()
+            python = await asyncio.to_thread(self.environments.ensure_requirements, requirements)
             self._generation += 1
             generation = self._generation
             new = [self._new_replica(deployment, package, python, i, generation) for i in range(spec.instance_count)]

@@ -19,6 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO
 
+from deployflow.packages import ModelPackage
 from deployflow.runtime.child import CHILD_SCRIPTS
 from deployflow.runtime.processes import dying_with_runtime, rotate_log, tail
 from deployflow.runtime.serving.resources import Placement
@@ -67,10 +68,11 @@ async def http_status(host: str, port: int, path: str = "/", timeout: float = 2.
 
 
 def server_command(python: Path, package_dir: Path, port: int, worker_count: int) -> list[str]:
-    """azmlinfsrv for one package, through the launcher that binds it to loopback."""
+    """azmlinfsrv for one package (its score.py, or the MLflow scoring script), through the launcher
+    that binds it to loopback."""
     return [
         str(python), str(LAUNCHER),
-        "--entry_script", str(package_dir / "score.py"),
+        "--entry_script", str(ModelPackage(package_dir).scoring_script),
         "--model_dir", str(package_dir),
         "--port", str(port),
         "--worker_count", str(worker_count),
