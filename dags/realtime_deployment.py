@@ -6,6 +6,9 @@ endpoint whose URL and keys never change:
 
 1. **validate** — the package is complete; Azure ML's inference server, started on it in the
    model's own environment, answers every sample as expected. **register** the model version.
+   A package is a `score.py` package or an MLflow model folder (`MLmodel`, no `score.py`); or
+   give `model` (`name:version`, or `name` for the latest) to deploy a version the platform
+   already has: it is validated from its registered files and not registered again.
 2. **test deployment** (the old "ACI test": a managed online endpoint on Azure ML, a local
    endpoint on the runtime), input/output **smoke tests** through `azureml-model-deployment`;
    its endpoint is torn down whatever happens.
@@ -17,6 +20,10 @@ endpoint whose URL and keys never change:
    resources: mirror and traffic steps with gates, optional approval (human in the loop),
    automatic rollback. A first release takes all traffic after its smoke test.
 6. **summary** — endpoint URL, chosen configuration, rollout verdicts, report paths.
+
+Runs for different endpoints run side by side. A run **claims** its endpoint (a tag on the
+endpoint, created empty if need be) after validation and **releases** it at the end, whatever
+happened: a second run for the same endpoint waits for it, deferred, holding no worker slot.
 
 Which platform answers is the `ml_platform_conn_id` connection's business: `deployflow_local`
 (the local runtime) or an `azure_ml` connection. Trigger from the UI's form or the REST API.
@@ -31,6 +38,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, Param, TriggerRule, task
 
 from deployflow import forms
+from deployflow.operators.claim import ClaimEndpointOperator, ReleaseEndpointOperator
 from deployflow.operators.deployment import CreateDeploymentOperator, SmokeTestOperator
 from deployflow.operators.endpoint import CreateOrUpdateEndpointOperator, DeleteEndpointOperator
 from deployflow.operators.load import ProfileOperator, StressTestOperator
@@ -40,7 +48,8 @@ from deployflow.operators.rollout import AWAITING_APPROVAL, RollBackRejectedRoll
 SAMPLE_PACKAGE = str(Path(__file__).resolve().parents[1] / "include" / "models" / "diabetes")
 NAME = r"^[a-zA-Z][a-zA-Z0-9-]{1,23}[a-zA-Z0-9]$"  # leaves room for the "-stress" suffix (32 in all)
 CONN = "{{ params.ml_platform_conn_id }}"
-PACKAGE = "{{ params.package_path }}"
+# What validate checked (the package given, or the registered model's files) is what every later task uses.
+PACKAGE = "{{ ti.xcom_pull(task_ids='validate')['package'] }}"
 TEST_ENDPOINT = "{{ params.endpoint_name }}-test"
 STRESS_ENDPOINT = "{{ params.endpoint_name }}-stress"
 NULLABLE_OBJECT = ["null", "object"]
@@ -52,15 +61,25 @@ with DAG(
     doc_md=__doc__,
     tags=["deployflow", "real-time"],
     default_args={"retries": 1, "owner": "deployflow"},
-    max_active_runs=1,
+    # No max_active_runs: runs for different endpoints go side by side; claim_endpoint makes
+    # a second run for the same endpoint wait (deferred, no worker slot) until the first releases it.
     render_template_as_native_obj=True,
     params={
         "package_path": Param(
             SAMPLE_PACKAGE,
-            type="string",
-            minLength=1,
+            type=["null", "string"],
             title="Model package folder",
-            description="score.py, requirements.txt, model/, sample-request.json + sample-response.json or samples/",
+            description=(
+                "score.py, requirements.txt, model/, sample-request.json + sample-response.json or samples/; "
+                "or an MLflow model folder (MLmodel). Empty with `model`: the registered model's own files"
+            ),
+        ),
+        "model": Param(
+            None,
+            type=["null", "string"],
+            pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}(:[a-zA-Z0-9_.-]+)?$",
+            title="Registered model (instead of registering the package)",
+            description="name:version, or name for the latest; register_model is then skipped",
         ),
         "model_name": Param(
             "diabetes", type="string", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$", title="Registered model name"
@@ -141,10 +160,28 @@ with DAG(
     },  # fmt: skip
 ) as dag:
     validate = ValidateModelPackageOperator(
-        task_id="validate", package_path=PACKAGE, smoke_checks="{{ params.smoke_checks }}"
+        task_id="validate",
+        ml_platform_conn_id=CONN,
+        package_path="{{ params.package_path }}",
+        model="{{ params.model }}",
+        smoke_checks="{{ params.smoke_checks }}",
+    )
+    claim_endpoint = ClaimEndpointOperator(
+        task_id="claim_endpoint",
+        ml_platform_conn_id=CONN,
+        endpoint_name="{{ params.endpoint_name }}",
+        compute="{{ params.production_pool }}",
+        retries=3,
+    )
+    release_endpoint = ReleaseEndpointOperator(
+        task_id="release_endpoint", ml_platform_conn_id=CONN, endpoint_name="{{ params.endpoint_name }}", retries=3
     )
     register_model = RegisterModelOperator(
-        task_id="register_model", ml_platform_conn_id=CONN, package_path=PACKAGE, model_name="{{ params.model_name }}"
+        task_id="register_model",
+        ml_platform_conn_id=CONN,
+        package_path=PACKAGE,
+        model_name="{{ params.model_name }}",
+        registered="{{ ti.xcom_pull(task_ids='validate')['model'] }}",
     )
 
     # -- the test deployment (the old ACI test) --
@@ -274,7 +311,8 @@ with DAG(
 
         return realtime_summary(ti, conn_id=params["ml_platform_conn_id"])
 
-    validate >> register_model >> create_test_endpoint >> test_deployment >> smoke_test >> teardown_test_endpoint
+    validate >> claim_endpoint >> register_model >> create_test_endpoint
+    create_test_endpoint >> test_deployment >> smoke_test >> teardown_test_endpoint
     teardown_test_endpoint.as_teardown(setups=create_test_endpoint)
     smoke_test >> create_stress_endpoint >> stress_deployment >> stress_test >> profile >> teardown_stress_endpoint
     teardown_stress_endpoint.as_teardown(setups=create_stress_endpoint)
@@ -284,3 +322,5 @@ with DAG(
     profile >> promote >> branch >> [approve_promotion, no_approval_needed]
     approve_promotion >> continue_promotion >> [rollback_if_rejected, done]
     no_approval_needed >> done
+    [done, rollback_if_rejected, teardown_test_endpoint, teardown_stress_endpoint] >> release_endpoint
+    release_endpoint.as_teardown(setups=claim_endpoint)

@@ -21,12 +21,19 @@ from deployflow.packages import ModelPackage, ModelPackageError
 from deployflow.runtime.environments import EnvironmentBuildError, EnvironmentCache, environment_key
 
 ENV_CACHE_VARIABLE = "DEPLOYFLOW_ENV_CACHE"
+MODEL_CACHE_VARIABLE = "DEPLOYFLOW_MODEL_CACHE"
 
 
 def default_env_cache() -> Path:
     """Where model environments are built: $DEPLOYFLOW_ENV_CACHE, else ~/.cache/deployflow/envs."""
     configured = os.environ.get(ENV_CACHE_VARIABLE)
     return Path(configured) if configured else Path.home() / ".cache" / "deployflow" / "envs"
+
+
+def default_model_cache() -> Path:
+    """Where registered models are downloaded to validate: $DEPLOYFLOW_MODEL_CACHE, else ~/.cache/deployflow/models."""
+    configured = os.environ.get(MODEL_CACHE_VARIABLE)
+    return Path(configured) if configured else Path.home() / ".cache" / "deployflow" / "models"
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class ValidationReport:
     init_ms: float
     run_ms: float
     samples: int
+    kind: str = "score"
     checks: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     schema: dict[str, Any] | None = None
@@ -93,6 +101,7 @@ def validate_package(
         init_ms=round(server.ready_ms, 2),
         run_ms=round((report.answer_ms() or [0.0])[0], 2),
         samples=len(samples),
+        kind=package.kind,
         checks=report.to_dict(),
         warnings=report.lines(report.warnings),
         schema=schema,

@@ -86,6 +86,7 @@ def _endpoint_row(e: Any) -> dict[str, Any]:
         "mirror_traffic": e.mirror_traffic,
         "compute": e.compute,
         "scoring_uri": e.scoring_uri,
+        "tags": e.tags,
     }
 
 
@@ -172,6 +173,7 @@ def render(command: str, result: Any) -> str:
         head += [
             f"{'traffic':<20}{_cell(result['traffic'])}",
             f"{'mirror traffic':<20}{_cell(result['mirror_traffic'])}",
+            f"{'tags':<20}{_cell(result['tags'])}",
         ]
         columns = ["name", "model", "instance_count", "resources", "provisioning_state"]
         return "\n".join(head) + "\n\n" + _table(result["deployments"], columns)

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from deployflow.local.backend import LocalPlatform
 from deployflow.local.client import LocalRuntimeClient
+from deployflow.platform.claims import CLAIM_TAG, claim, release
 from tests.airflow_support import local_connection
 from tests.runtime.support import REPO, SAMPLE_MODEL, RuntimeProcess, deploy, sample_runtime
 
@@ -57,6 +59,14 @@ def test_endpoints_list_and_show_never_print_keys(runtime) -> None:
     assert shown["deployments"][0]["provisioning_state"] == "Succeeded"
     table = cli(process, "endpoints", "show", ENDPOINT)
     assert table.returncode == 0 and "blue=100" in table.stdout and "diabetes:1" in table.stdout
+    platform = LocalPlatform(process.control_url, (process.data_dir / "admin-token").read_text().strip())
+    claim(platform, ENDPOINT, "realtime_deployment/run-7", compute=None)
+    try:
+        claimed = cli(process, "endpoints", "show", ENDPOINT)
+        assert f"{CLAIM_TAG}=realtime_deployment/run-7" in claimed.stdout, "the run that holds it is shown"
+    finally:
+        release(platform, ENDPOINT, "realtime_deployment/run-7")
+        platform.close()
     for output in (json.dumps(listed), json.dumps(shown), table.stdout):
         assert keys["primary_key"] not in output and keys["secondary_key"] not in output
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from deployflow.local.client import LocalRuntimeClient, RuntimeClientError
+from deployflow.platform.claims import CLAIM_TAG
 from deployflow.runtime.environments import EnvironmentCache
 from tests.airflow_support import connected_runtime, run_dag, task_states, xcom
 from tests.runtime.support import ENV_CACHE, SAMPLE_MODEL, RuntimeProcess
@@ -89,6 +90,8 @@ def test_first_release_goes_through_every_stage_and_takes_all_traffic(dag, clien
     assert endpoint["scoring_uri"] == summary["scoring_uri"]
     assert_no_endpoint(client, "rt-full-test")
     assert_no_endpoint(client, "rt-full-stress")
+    assert states["claim_endpoint"] == states["release_endpoint"] == "success"
+    assert CLAIM_TAG not in endpoint["tags"]
 
 
 def test_second_version_is_rolled_out_over_the_first_behind_the_same_url_and_keys(
@@ -157,3 +160,21 @@ def test_an_mlflow_model_with_no_score_py_is_released_and_answers_as_mlflow_does
     assert client.score(summary["scoring_uri"], {"input_data": ROWS}, key).body == expected, "a plain list of rows"
     refused = client.score(summary["scoring_uri"], {"input_data": {"columns": ["x"], "data": [[1.0]]}}, key)
     assert refused.status_code == 400 and "error" in refused.body, "input that does not fit the signature is a 4xx"
+
+
+def test_a_registered_model_is_deployed_by_name_and_version_without_registering_it_again(dag, client) -> None:
+    client.register_model("diabetes-registered", SAMPLE_MODEL, version="5")
+    # a claim left behind by a run Airflow does not know (killed, deleted): taken over, then released
+    client.put_endpoint("rt-registered", tags={CLAIM_TAG: "realtime_deployment/a-run-long-gone"})
+    conf = {**QUICK, "endpoint_name": "rt-registered", "model": "diabetes-registered:5", "package_path": None}
+
+    dag_run = run_dag(dag, conf, retries=0)
+
+    states = task_states(dag_run)
+    assert {k: v for k, v in states.items() if v != "success"} == SKIPPED_WITHOUT_APPROVAL, states
+    assert xcom(dag_run, "register_model") == "diabetes-registered:5"
+    assert xcom(dag_run, "validate")["package"] == client.get_model("diabetes-registered", "5")["path"]
+    assert [m["version"] for m in client.list_models() if m["name"] == "diabetes-registered"] == ["5"]
+    summary = xcom(dag_run, "summary")
+    assert client.get_deployment("rt-registered", summary["deployment"])["model"] == "diabetes-registered:5"
+    assert CLAIM_TAG not in client.get_endpoint("rt-registered")["tags"], "the run released its claim"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -81,3 +81,26 @@ def test_profile_recommends_the_cheapest_config_and_leaves_no_deployment(client,
     for field in ("recommendedCpu", "recommendedMemoryInGB", "latencyPercentile99InMs", "measuredQueriesPerSecond"):
         assert summary[field] is not None, field
     assert [d["name"] for d in client.list_deployments(ENDPOINT)] == ["blue"]
+
+
+def test_a_profile_where_no_candidate_meets_the_slo_fails_once_saying_what_to_change(client, tmp_path: Path) -> None:
+    with DAG("profile_impossible_local", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+        ProfileOperator(
+            task_id="profile",
+            endpoint_name=ENDPOINT,
+            model="diabetes:1",
+            package_path=str(SAMPLE_MODEL),
+            candidates=[{"name": "small", "resources": {"cpu": 0.25, "memory_gb": 1.0}}],
+            slo={"latency_ms": 0.01, "percentile": 99, "max_error_percent": 1.0},  # no model answers in 10 us
+            target_rate=60,
+            settings={"start_rate": 20, "max_rate": 40, "step_duration_s": 1.0, "settle_s": 0.3, "max_steps": 2},
+            report_dir=str(tmp_path),
+            retries=1,
+            retry_delay=timedelta(0),
+        )
+
+    dag_run = run_dag(dag)
+
+    ti = dag_run.get_task_instance("profile")
+    assert (str(ti.state), ti.try_number) == ("failed", 1), "minutes of load for the same answer are not repeated"
+    assert [d["name"] for d in client.list_deployments(ENDPOINT)] == ["blue"], "the candidate was removed"

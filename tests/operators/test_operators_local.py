@@ -21,6 +21,7 @@ from deployflow.operators.deployment import (
     DeleteDeploymentOperator,
     SmokeTestOperator,
 )
+from deployflow.operators.model import RegisterModelOperator, ValidateModelPackageOperator
 from deployflow.runtime.environments import EnvironmentCache
 from deployflow.triggers.ml_platform import DeploymentStateTrigger
 from tests.airflow_support import connected_runtime, run_dag, task_states, xcom
@@ -172,9 +173,13 @@ def test_delete_refuses_a_deployment_with_live_traffic_and_removes_one_without(c
         DeleteDeploymentOperator(task_id="delete_spare", endpoint_name=ENDPOINT, deployment_name="spare")
         DeleteDeploymentOperator(task_id="delete_missing", endpoint_name=ENDPOINT, deployment_name="nothing")
 
-    dag_run = run_dag(one_task_dag("delete_local", tasks), retries=0)
+    dag = one_task_dag("delete_local", tasks)
+    for task in dag.tasks:
+        task.retries, task.retry_delay = 1, timedelta(0)
+    dag_run = run_dag(dag)
 
     assert task_states(dag_run) == {"delete_blue": "failed", "delete_spare": "success", "delete_missing": "success"}
+    assert dag_run.get_task_instance("delete_blue").try_number == 1, "live traffic stays live: not retried"
     assert [d["name"] for d in client.list_deployments(ENDPOINT)] == ["blue"]
 
 
@@ -255,3 +260,34 @@ async def _first_event(trigger: DeploymentStateTrigger):  # noqa: ANN202 - a Tri
     async for event in trigger.run():
         return event
     raise AssertionError("the trigger ended without an event")
+
+
+def test_validate_takes_the_latest_registered_model_and_refuses_an_unknown_one_without_retrying(
+    client: LocalRuntimeClient, tmp_path: Path
+) -> None:
+    retrained = shutil.copytree(SAMPLE_MODEL, tmp_path / "v-next", ignore=shutil.ignore_patterns("__pycache__"))
+    (retrained / "README.txt").write_text("the same model, registered again as a new version\n")
+    client.register_model("diabetes-latest", SAMPLE_MODEL)
+    newest = client.register_model("diabetes-latest", retrained)
+
+    def tasks() -> None:
+        ValidateModelPackageOperator(task_id="latest", model="diabetes-latest", package_path=None)
+        ValidateModelPackageOperator(task_id="unknown", model="no-such-model:1", package_path=None)
+        RegisterModelOperator(
+            task_id="register", package_path=None, model_name="ignored",
+            registered="{{ ti.xcom_pull(task_ids='latest')['model'] }}",
+        )  # fmt: skip
+
+    dag = one_task_dag("validate_registered_local", tasks)
+    dag.get_task("latest") >> dag.get_task("register")
+    for task in dag.tasks:
+        task.retries, task.retry_delay = 1, timedelta(0)
+    dag_run = run_dag(dag)
+
+    assert task_states(dag_run) == {"latest": "success", "unknown": "failed", "register": "success"}
+    tries = {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}
+    assert tries["unknown"] == 1, "a model that does not exist is not retried"
+    report = xcom(dag_run, "latest")
+    assert report["model"] == f"diabetes-latest:{newest['version']}" and report["package"] == newest["path"]
+    assert xcom(dag_run, "register") == report["model"], "nothing new is registered"
+    assert len([m for m in client.list_models() if m["name"] == "diabetes-latest"]) == 2

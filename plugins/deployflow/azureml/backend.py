@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from functools import cached_property
@@ -36,7 +37,7 @@ from deployflow.azureml.entities import (
     provisioning_state,
 )
 from deployflow.azureml.traffic import check_traffic
-from deployflow.packages import MODEL_DIR, REQUIREMENTS
+from deployflow.packages import MODEL_DIR, REQUIREMENTS, ModelPackage
 from deployflow.platform.base import MLPlatform
 from deployflow.platform.batch import BatchJobSpec, BatchJobState
 from deployflow.platform.contract import DEPLOYMENT_HEADER
@@ -114,15 +115,18 @@ class AzureMLPlatform(MLPlatform):
     def register_model(
         self, name: str, package_path: str, *, version: str | None = None, description: str = ""
     ) -> ModelRef:
-        # absolute, so the upload does not depend on the worker's current directory
-        model_dir = (Path(package_path) / MODEL_DIR).resolve()
+        # An MLflow model is registered whole, as an mlflow_model (Azure ML then needs no code or
+        # environment); a scoring-script package registers its model/ folder as a custom model.
+        # Absolute, so the upload does not depend on the worker's current directory.
+        package = ModelPackage(Path(package_path).resolve())
+        model_dir = package.path if package.is_mlflow else package.path / MODEL_DIR
         if not model_dir.is_dir():
             raise PlatformError(f"model package {package_path} has no {MODEL_DIR}/ folder to register")
         model = Model(
             name=name,
             version=version,
             path=str(model_dir),
-            type=AssetTypes.CUSTOM_MODEL,
+            type=AssetTypes.MLFLOW_MODEL if package.is_mlflow else AssetTypes.CUSTOM_MODEL,
             description=description or None,
         )
         registered = self._call(
@@ -131,6 +135,31 @@ class AzureMLPlatform(MLPlatform):
             check="the model name and version, and that the identity can write to the workspace's datastore",
         )
         return ModelRef(str(registered.name), str(registered.version))
+
+    def get_model(self, name: str, version: str | None = None) -> ModelRef:
+        if version is None:
+            read = lambda: self.ml_client.models.get(name=name, label="latest")  # noqa: E731
+        else:
+            read = lambda: self.ml_client.models.get(name=name, version=version)  # noqa: E731
+        model = self._call(read, what=f"read model {name}:{version or 'latest'}", check="the model's name and version")
+        return ModelRef(str(model.name), str(model.version))
+
+    def model_package(self, model: ModelRef, into: Path) -> Path:
+        """Download the version once into ``into/name/version``; the SDK writes it under the model's
+        name and, for a folder, the folder's own name: that folder is the package."""
+        target = into / model.name / model.version
+        if not target.is_dir():
+            partial = target.with_name(f".{model.version}.partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            self._call(
+                lambda: self.ml_client.models.download(model.name, model.version, download_path=str(partial)),
+                what=f"download model {model}",
+                check="that the identity can read the workspace's default datastore",
+            )
+            partial.rename(target)
+        downloaded = target / model.name
+        folders = [p for p in downloaded.iterdir() if p.is_dir()] if downloaded.is_dir() else []
+        return folders[0] if len(folders) == 1 and len(list(downloaded.iterdir())) == 1 else downloaded
 
     # endpoints
     def create_or_update_endpoint(self, spec: EndpointSpec, *, timeout_s: float = 900) -> EndpointState:
@@ -212,8 +241,8 @@ class AzureMLPlatform(MLPlatform):
     def begin_create_or_update_deployment(self, spec: DeploymentSpec) -> DeploymentState:
         package = package_folder(spec)
         endpoint = self._get_endpoint_entity(spec.endpoint)
-        try:
-            conda = conda_environment_from_file(package / REQUIREMENTS)
+        try:  # an MLflow model brings its own environment: Azure ML builds it (no-code deployment)
+            conda = None if ModelPackage(package).is_mlflow else conda_environment_from_file(package / REQUIREMENTS)
         except ValueError as e:
             raise PlatformError(f"deployment {spec.endpoint}/{spec.name}: {e}") from e
         entity = build_deployment(

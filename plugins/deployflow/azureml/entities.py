@@ -27,7 +27,7 @@ from azure.ai.ml.entities import (
 )
 
 from deployflow.azureml.quantities import format_cpu, format_memory, parse_cpu, parse_memory
-from deployflow.packages import REQUIREMENTS, SCORING_SCRIPT
+from deployflow.packages import MLMODEL, REQUIREMENTS, SCORING_SCRIPT
 from deployflow.platform.contract import CANCELED, FAILED, SUCCEEDED
 from deployflow.platform.errors import PlatformError
 from deployflow.platform.specs import (
@@ -68,15 +68,15 @@ def build_endpoint(spec: EndpointSpec) -> OnlineEndpoint:
 
 
 def build_deployment(
-    spec: DeploymentSpec, *, package_path: Path, conda: dict[str, Any], kubernetes: bool
+    spec: DeploymentSpec, *, package_path: Path, conda: dict[str, Any] | None, kubernetes: bool
 ) -> OnlineDeployment:
-    """The SDK entity for a deployment spec, on the kind of endpoint it goes behind."""
+    """The SDK entity for a deployment spec, on the kind of endpoint it goes behind. With no conda
+    environment (an MLflow model), neither code nor environment is sent: Azure ML's no-code MLflow
+    deployment generates both from the registered model."""
     common: dict[str, Any] = {
         "name": spec.name,
         "endpoint_name": spec.endpoint,
         "model": f"azureml:{spec.model.name}:{spec.model.version}",
-        "code_configuration": CodeConfiguration(code=str(package_path), scoring_script=SCORING_SCRIPT),
-        "environment": Environment(image=BASE_IMAGE, conda_file=conda),
         "request_settings": OnlineRequestSettings(
             request_timeout_ms=spec.request_settings.request_timeout_ms,
             max_concurrent_requests_per_instance=spec.request_settings.max_concurrent_requests_per_instance,
@@ -86,6 +86,9 @@ def build_deployment(
         "environment_variables": _environment_variables(spec),
         "instance_count": spec.instance_count,
     }
+    if conda is not None:
+        common["code_configuration"] = CodeConfiguration(code=str(package_path), scoring_script=SCORING_SCRIPT)
+        common["environment"] = Environment(image=BASE_IMAGE, conda_file=conda)
     if kubernetes:
         return KubernetesOnlineDeployment(
             resources=kubernetes_resources(spec),
@@ -131,6 +134,8 @@ def endpoint_state(entity: OnlineEndpoint) -> EndpointState:
         mirror_traffic={k: int(v) for k, v in (entity.mirror_traffic or {}).items()},
         compute=compute_name(compute) if compute else None,
         auth_mode=str(entity.auth_mode or "key"),
+        description=str(entity.description or ""),
+        tags={str(k): str(v) for k, v in (entity.tags or {}).items()},
     )
 
 
@@ -215,6 +220,8 @@ def package_folder(spec: DeploymentSpec) -> Path:
             f"folder ({SCORING_SCRIPT}, {REQUIREMENTS}) as the deployment's code"
         )
     package = Path(spec.package_path).resolve()
+    if (package / MLMODEL).is_file() and not (package / SCORING_SCRIPT).is_file():
+        return package  # an MLflow model: Azure ML generates the scoring script and environment
     for required in (SCORING_SCRIPT, REQUIREMENTS):
         if not (package / required).is_file():
             raise PlatformError(f"model package {package} has no {required}")

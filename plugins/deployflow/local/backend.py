@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -61,6 +62,21 @@ class LocalPlatform(MLPlatform):
             lambda: self.client.register_model(name, package_path, version),
         )
         return ModelRef(model["name"], model["version"])
+
+    def get_model(self, name: str, version: str | None = None) -> ModelRef:
+        if version is not None:
+            model = self._call(f"reading model {name}:{version}", lambda: self.client.get_model(name, version))
+            return ModelRef(model["name"], model["version"])
+        versions = [m for m in self._call("listing models", self.client.list_models) if m["name"] == name]
+        if not versions:
+            raise PlatformNotFoundError(f"no model named {name} is registered on the local runtime", status_code=404)
+        latest = max(versions, key=lambda m: (m["created_at"], _numeric(m["version"])))
+        return ModelRef(latest["name"], latest["version"])
+
+    def model_package(self, model: ModelRef, into: Path) -> Path:
+        """The runtime's own copy of the registered package (the runtime runs on this machine)."""
+        document = self._call(f"reading model {model}", lambda: self.client.get_model(model.name, model.version))
+        return Path(document["path"])
 
     # endpoints
     def create_or_update_endpoint(self, spec: EndpointSpec, *, timeout_s: float = 900) -> EndpointState:
@@ -201,6 +217,8 @@ def _endpoint_state(document: dict[str, Any]) -> EndpointState:
         mirror_traffic=dict(document["mirror_traffic"]),
         compute=document["compute"],
         auth_mode=document["auth_mode"],
+        description=document.get("description") or "",
+        tags=dict(document.get("tags") or {}),
     )
 
 
@@ -265,3 +283,7 @@ def _deployment_body(spec: DeploymentSpec) -> dict[str, Any]:
         "readiness_timeout_s": readiness.initial_delay_s + readiness.period_s * readiness.failure_threshold,
         "environment_variables": spec.environment_variables,
     }
+
+
+def _numeric(version: str) -> int:
+    return int(version) if version.isdigit() else -1

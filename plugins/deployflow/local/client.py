@@ -93,6 +93,9 @@ class LocalRuntimeClient:
     def get_model(self, name: str, version: str) -> dict[str, Any]:
         return self._call("GET", f"/models/{name}/versions/{version}")
 
+    def list_models(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/models")
+
     # endpoints
     def put_endpoint(self, name: str, **spec: Any) -> dict[str, Any]:
         return self._call("PUT", f"/endpoints/{name}", spec)

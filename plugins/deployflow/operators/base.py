@@ -41,6 +41,11 @@ def rendered_json(value: Any, default: Any = None) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+def is_refusal(error: PlatformError) -> bool:
+    """The platform said no (a 4xx other than timeout and throttling): asking again gets the same answer."""
+    return error.status_code is not None and 400 <= error.status_code < 500 and error.status_code not in (408, 429)
+
+
 @contextmanager
 def refused_requests_fail_the_task() -> Iterator[None]:
     """A spec the platform refuses (4xx, or invalid before sending) fails the task without retries."""
@@ -49,6 +54,6 @@ def refused_requests_fail_the_task() -> Iterator[None]:
     except ValueError as e:
         raise AirflowFailException(str(e)) from e
     except PlatformError as e:
-        if e.status_code is not None and 400 <= e.status_code < 500 and e.status_code not in (408, 429):
+        if is_refusal(e):
             raise AirflowFailException(str(e)) from e
         raise

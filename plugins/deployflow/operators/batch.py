@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 from airflow.sdk import BaseOperator, Context, conf
-from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from azure.storage.blob import BlobServiceClient
 
 from deployflow.batch import locations, storage
@@ -197,8 +197,8 @@ def storage_connection_string(conn_id: str) -> str:
     """The connection string of a ``wasb`` connection, for a platform that reads blobs itself (a secret)."""
     extra = WasbHook.get_connection(conn_id).extra_dejson
     value = extra.get("connection_string") or extra.get("extra__wasb__connection_string")
-    if not value:
-        raise AirflowException(
+    if not value:  # a configuration to fix: retrying cannot help
+        raise AirflowFailException(
             f"connection {conn_id} has no connection_string in its extra: the local runtime reads blobs "
             "with a storage connection string"
         )

@@ -332,7 +332,7 @@ class DeleteDeploymentOperator(MLPlatformOperator):
             platform.set_traffic(self.endpoint_name, mirror_traffic={}, timeout_s=self.timeout_s)
         if endpoint.traffic.get(name):
             if not self.drop_traffic or len(endpoint.traffic) > 1:
-                raise AirflowException(
+                raise AirflowFailException(
                     f"deployment {self.endpoint_name}/{name} takes {endpoint.traffic[name]}% of live traffic; "
                     "move it to another deployment first"
                 )

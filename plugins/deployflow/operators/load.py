@@ -12,7 +12,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from deployflow.defaults import PROFILING_DEFAULTS_FILE
 from deployflow.loadtest import SLO, RequestSpec, Schedule, evaluate_slo, run_open_loop
-from deployflow.operators.base import MLPlatformOperator, rendered_json
+from deployflow.operators.base import MLPlatformOperator, is_refusal, rendered_json
 from deployflow.packages import ModelPackage
 from deployflow.platform.cleanup import remove_quietly
 from deployflow.platform.contract import DEPLOYMENT_HEADER
@@ -231,7 +231,8 @@ class ProfileOperator(MLPlatformOperator):
                 on_created=self._created.append,
             )
         except PlatformError as e:
-            raise AirflowException(f"profile on {self.endpoint_name} failed: {e}") from e
+            error = AirflowFailException if is_refusal(e) else AirflowException  # a refused candidate stays refused
+            raise error(f"profile on {self.endpoint_name} failed: {e}") from e
         base = report_path(
             self.report_dir, context["dag"].dag_id, context["dag_run"].run_id, self.task_id, suffix=".json"
         )
@@ -239,8 +240,11 @@ class ProfileOperator(MLPlatformOperator):
         chart = write_atomically(base.with_suffix(".html"), render_html(run.report))
         chosen = run.report["recommendation"]
         self.log.info("profile report %s, chart %s; %s", base, chart, run.report["reason"])
-        if chosen is None:
-            raise AirflowException(f"no candidate met the SLO: {run.report['reason']} (report {base})")
+        if chosen is None:  # measured with care already: a retry repeats minutes of load for the same answer
+            raise AirflowFailException(
+                f"no candidate met the SLO: {run.report['reason']} (report {base}); "
+                "add larger candidates, loosen the SLO or lower target_rate"
+            )
         return {**chosen, "report_path": str(base), "chart_path": str(chart), "loadSteps": run.report["loadSteps"],
                 "wallTimeSeconds": run.report["wallTimeSeconds"]}  # fmt: skip
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any
 
 from deployflow.platform.batch import BatchJobSpec, BatchJobState
@@ -35,6 +36,15 @@ class MLPlatform(ABC):
         self, name: str, package_path: str, *, version: str | None = None, description: str = ""
     ) -> ModelRef:
         """Register the package's model/ folder as a model version; returns what was registered."""
+
+    @abstractmethod
+    def get_model(self, name: str, version: str | None = None) -> ModelRef:
+        """A registered model version, the latest when ``version`` is None; PlatformNotFoundError if none."""
+
+    @abstractmethod
+    def model_package(self, model: ModelRef, into: Path) -> Path:
+        """A local folder holding the registered version's files (downloaded under ``into`` if need be),
+        for validation and for the samples the smoke test and the probes replay."""
 
     # endpoints
     @abstractmethod

@@ -181,6 +181,8 @@ class EndpointState(_Spec):
     mirror_traffic: dict[str, int] = field(default_factory=dict)
     compute: str | None = None
     auth_mode: str = "key"
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from deployflow.platform.claims import holder
 from deployflow.platform.errors import PlatformError
 from deployflow.triggers.polling import PlatformPollingTrigger, Reading
 
@@ -64,3 +65,31 @@ class DeploymentStateTrigger(PlatformPollingTrigger):
             self.log.warning("the task was stopped, but its new deployment %s could not be deleted: %s", self._name, e)
             return
         self.log.info("the task was stopped while waiting: deleted its new deployment %s", self._name)
+
+
+class EndpointClaimTrigger(PlatformPollingTrigger):
+    """Waits, in the triggerer, until the run ``held_by`` no longer holds the endpoint's claim.
+
+    The deadline is a recheck, not a failure: when it passes the operator looks again (a
+    holder that died without releasing is only recognised by asking Airflow, which the
+    triggerer does not).
+    """
+
+    serialized_fields = ("ml_platform_conn_id", "endpoint_name", "held_by", "deadline", "poll_interval")
+    event_fields = ("endpoint_name", "held_by")
+
+    def __init__(
+        self, *, ml_platform_conn_id: str, endpoint_name: str, held_by: str, deadline: float, poll_interval: float = 5.0
+    ) -> None:
+        super().__init__()
+        self.ml_platform_conn_id = ml_platform_conn_id
+        self.endpoint_name = endpoint_name
+        self.held_by = held_by
+        self.deadline = deadline
+        self.poll_interval = poll_interval
+
+    def poll(self) -> Reading:
+        now = holder(self.hook.platform, self.endpoint_name)
+        if now != self.held_by:
+            return Reading.success(f"endpoint {self.endpoint_name} is no longer held by {self.held_by}")
+        return Reading.waiting(f"endpoint {self.endpoint_name} is still held by {self.held_by}")
