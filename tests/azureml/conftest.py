@@ -16,8 +16,18 @@ from marshmallow.warnings import ChangedInMarshmallow4Warning, RemovedInMarshmal
 for _noise in (ChangedInMarshmallow4Warning, RemovedInMarshmallow4Warning):
     warnings.filterwarnings("ignore", category=_noise)
 
+from azure.ai.ml import MLClient  # noqa: E402
+
 from deployflow.azureml import AzureMLPlatform, RetryPolicy  # noqa: E402
 from tests.azureml.support import make_ml_client  # noqa: E402
+from tests.azureml.transport import (  # noqa: E402
+    RESOURCE_GROUP,
+    SUBSCRIPTION,
+    WORKSPACE,
+    FakeAzureML,
+    FakeCredential,
+    blob_clients_through,
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -71,3 +81,31 @@ def package(tmp_path: Path) -> Path:
         "# the model's environment\nazureml-inference-server-http==1.5.1\nscikit-learn==1.9.1  # the model\n"
     )
     return root
+
+
+@pytest.fixture
+def fake_azure(monkeypatch: pytest.MonkeyPatch) -> FakeAzureML:
+    """A fake workspace behind the real SDK's HTTP pipeline, blob uploads included."""
+    import azure.ai.ml._artifacts._blob_storage_helper as blob_helper
+
+    fake = FakeAzureML()
+    for name, client in blob_clients_through(fake).items():
+        monkeypatch.setattr(blob_helper, name, client)
+    return fake
+
+
+@pytest.fixture
+def azure_platform(fake_azure: FakeAzureML, retry: RetryPolicy):
+    """The real backend over the real MLClient, talking to the fake workspace."""
+    client = MLClient(
+        FakeCredential(),
+        SUBSCRIPTION,
+        RESOURCE_GROUP,
+        WORKSPACE,
+        transport=fake_azure,
+        enable_telemetry=False,
+        show_progress=False,
+    )
+    backend = AzureMLPlatform(client, retry=retry)
+    yield backend
+    backend.close()

@@ -13,6 +13,7 @@ from azure.ai.ml.entities import AmlCompute, KubernetesCompute, PipelineJob
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from deployflow.azureml.batch import OUTPUT_TAG, job_status
+from deployflow.azureml.conda import PARALLEL_RUNTIME
 from deployflow.azureml.entities import BASE_IMAGE
 from deployflow.platform import ModelRef, PlatformError
 from deployflow.platform.batch import BatchInput, BatchJobSpec
@@ -97,7 +98,8 @@ def test_submit_sends_one_parallel_step_the_service_accepts(platform, ml_client,
     assert task["append_row_to"] == "${{outputs.job_output_file}}"
     assert task["environment"]["image"] == BASE_IMAGE
     pip = task["environment"]["conda_file"]["dependencies"][-1]["pip"]
-    assert pip == ["azureml-inference-server-http==1.5.1", "scikit-learn==1.9.1"]
+    # the model's requirements, then what the parallel step's driver needs on the cluster
+    assert pip == ["azureml-inference-server-http==1.5.1", "scikit-learn==1.9.1", *PARALLEL_RUNTIME]
     # a deterministic step would hand back an earlier run's predictions for a prefix with new files in it
     assert job.jobs["score"].component._to_dict()["is_deterministic"] is False
 

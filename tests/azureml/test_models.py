@@ -6,12 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from azure.ai.ml.constants import AssetTypes
-from azure.ai.ml.entities import ManagedOnlineDeployment, Model
+from azure.ai.ml.entities import Model
 from azure.core.exceptions import ResourceNotFoundError
 
-from deployflow.platform import ModelRef, PlatformNotFoundError
-from tests.azureml.support import deployment_spec, poller, reload_deployment, service_endpoint
+from deployflow.platform import DeploymentSpec, EndpointSpec, ModelRef, PlatformNotFoundError
 
 
 @pytest.fixture
@@ -24,31 +22,25 @@ def mlflow_folder(tmp_path: Path) -> Path:
     return folder
 
 
-def test_an_mlflow_folder_is_registered_whole_as_an_mlflow_model(platform, ml_client, mlflow_folder: Path) -> None:
-    ml_client.models.create_or_update.return_value = Model(name="iris", version="1", path="azureml://x")
-
-    assert platform.register_model("iris", str(mlflow_folder)) == ModelRef("iris", "1")
-
-    (model,), _ = ml_client.models.create_or_update.call_args
-    assert (model.type, model.path) == (AssetTypes.MLFLOW_MODEL, str(mlflow_folder.resolve()))
-    assert model._to_rest_object().as_dict()["properties"]["modelType"] == "mlflow_model"
-
-
-def test_an_mlflow_model_is_deployed_with_no_scoring_script_or_environment(
-    platform, ml_client, mlflow_folder: Path
+def test_an_mlflow_model_is_registered_whole_and_deployed_with_no_scoring_script_or_environment(
+    azure_platform, fake_azure, mlflow_folder: Path
 ) -> None:
-    ml_client.online_endpoints.get.return_value = service_endpoint("ep-1")
-    ml_client.online_deployments.begin_create_or_update.return_value = poller(done=False, status="Creating")
+    ref = azure_platform.register_model("iris", str(mlflow_folder), version="1")
+    azure_platform.create_or_update_endpoint(EndpointSpec("ep-mlflow"), timeout_s=30)
+    azure_platform.begin_create_or_update_deployment(
+        DeploymentSpec(endpoint="ep-mlflow", name="blue", model=ref, package_path=str(mlflow_folder))
+    )
+    done = azure_platform.wait_for_deployment("ep-mlflow", "blue", timeout_s=30, poll_s=0.01)
 
-    platform.begin_create_or_update_deployment(deployment_spec(mlflow_folder, model=ModelRef("iris", "1")))
-
-    (entity,), _ = ml_client.online_deployments.begin_create_or_update.call_args
-    assert isinstance(entity, ManagedOnlineDeployment)
-    assert entity.code_configuration is None and entity.environment is None, "Azure ML's no-code MLflow deployment"
-    assert entity.model == "azureml:iris:1"
-    properties = entity._to_rest_object(location="westeurope").as_dict()["properties"]
-    assert "codeConfiguration" not in properties and "environmentId" not in properties
-    reload_deployment(entity)
+    [model] = [r.body for r in fake_azure.requests_to("PUT", r"/models/iris/versions/1$")]
+    assert model["properties"]["modelType"] == "mlflow_model"
+    assert any(name.endswith("iris-mlflow/MLmodel") for name in fake_azure.state.blobs), "the whole folder"
+    [deployment] = [r.body for r in fake_azure.requests_to("PUT", r"/onlineEndpoints/ep-mlflow/deployments/blue$")]
+    properties = deployment["properties"]
+    assert "codeConfiguration" not in properties and "environmentId" not in properties, "Azure ML's no-code path"
+    assert properties["model"].endswith("/models/iris/versions/1")
+    assert done.provisioning_state == "Succeeded"
+    assert fake_azure.refused == [], fake_azure.refused
 
 
 def test_a_registered_model_is_read_by_version_or_as_the_latest(platform, ml_client) -> None:

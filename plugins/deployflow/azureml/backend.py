@@ -7,6 +7,7 @@ tokens are only ever put in request headers, never in logs or errors.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -19,28 +20,30 @@ from typing import Any, TypeVar
 import httpx
 from azure.ai.ml import MLClient
 from azure.ai.ml.constants import AssetTypes
-from azure.ai.ml.entities import Job, KubernetesOnlineEndpoint, Model, OnlineEndpoint
+from azure.ai.ml.entities import Job, KubernetesCompute, KubernetesOnlineEndpoint, Model, OnlineEndpoint
 from azure.core.credentials import TokenCredential
+from azure.core.exceptions import AzureError
+from azure.core.polling import LROPoller
 
 from deployflow.azureml.batch import batch_job_state, build_batch_job, check_package
-from deployflow.azureml.calls import RetryPolicy, call_sdk, wait_for
+from deployflow.azureml.calls import RetryPolicy, call_sdk, platform_error, wait_for
 from deployflow.azureml.cluster import ensure_compute_cluster
-from deployflow.azureml.conda import conda_environment_from_file
+from deployflow.azureml.conda import PARALLEL_RUNTIME, conda_environment_from_file
 from deployflow.azureml.entities import (
     build_deployment,
     build_endpoint,
     compute_name,
+    deployment_from_rest,
     deployment_state,
     endpoint_keys,
     endpoint_state,
     package_folder,
-    provisioning_state,
 )
 from deployflow.azureml.traffic import check_traffic
 from deployflow.packages import MODEL_DIR, REQUIREMENTS, ModelPackage
 from deployflow.platform.base import MLPlatform
 from deployflow.platform.batch import BatchJobSpec, BatchJobState
-from deployflow.platform.contract import DEPLOYMENT_HEADER
+from deployflow.platform.contract import CREATING, DEPLOYMENT_HEADER, UPDATING
 from deployflow.platform.errors import PlatformError, PlatformNotFoundError
 from deployflow.platform.specs import (
     DeploymentSpec,
@@ -56,6 +59,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 REQUEST_ID_HEADER = "x-request-id"
+#: lines of the container log put in the error of a deployment that did not come up
+LOG_TAIL_LINES = 20
 _CHECK_ENDPOINT = "the endpoint name, the identity's role on the workspace, and the region's endpoint quota"
 _CHECK_DEPLOYMENT = (
     "the deployment name, the instance type or resources against the compute's quota and instance types, "
@@ -76,6 +81,8 @@ class AzureMLPlatform(MLPlatform):
     def __init__(self, ml_client: MLClient, *, retry: RetryPolicy | None = None) -> None:
         self.ml_client = ml_client
         self.retry = retry or RetryPolicy()
+        # deployment operations started here, so a failure can be told with the service's own reason
+        self._deployment_operations: dict[tuple[str, str], LROPoller[Any]] = {}
 
     @classmethod
     def from_workspace(
@@ -245,39 +252,79 @@ class AzureMLPlatform(MLPlatform):
             conda = None if ModelPackage(package).is_mlflow else conda_environment_from_file(package / REQUIREMENTS)
         except ValueError as e:
             raise PlatformError(f"deployment {spec.endpoint}/{spec.name}: {e}") from e
-        entity = build_deployment(
-            spec, package_path=package, conda=conda, kubernetes=isinstance(endpoint, KubernetesOnlineEndpoint)
-        )
+        kubernetes = isinstance(endpoint, KubernetesOnlineEndpoint)
+        entity = build_deployment(spec, package_path=package, conda=conda, kubernetes=kubernetes)
+        if kubernetes and entity.instance_type:
+            self._check_instance_type(endpoint_state(endpoint).compute or "", entity.instance_type, spec)
+        existed = any(d.name == spec.name for d in self.list_deployments(spec.endpoint))
         poller = self._call(
             lambda: self.ml_client.online_deployments.begin_create_or_update(entity),
             what=f"start deployment {spec.endpoint}/{spec.name} of model {spec.model}",
             check=_CHECK_DEPLOYMENT,
         )
+        self._deployment_operations[(spec.endpoint, spec.name)] = poller
         log.info("deployment %s/%s of model %s submitted", spec.endpoint, spec.name, spec.model)
         return DeploymentState(
             endpoint=spec.endpoint,
             name=spec.name,
-            provisioning_state=provisioning_state(poller.status()),
+            provisioning_state=UPDATING if existed else CREATING,
             model=str(spec.model),
             instance_count=spec.instance_count,
-            resources=spec.resources,
+            resources=dataclasses.replace(spec.resources, instance_type=entity.instance_type),
         )
 
     def get_deployment(self, endpoint: str, name: str) -> DeploymentState:
-        entity = self._call(
-            lambda: self.ml_client.online_deployments.get(name=name, endpoint_name=endpoint),
+        # read through the REST layer: the SDK's reader fails on some answers (deployment_from_rest)
+        operations = self.ml_client.online_deployments._online_deployment
+        answer = self._call(
+            lambda: operations.get(
+                resource_group_name=self.ml_client.resource_group_name,
+                workspace_name=self.ml_client.workspace_name,
+                endpoint_name=endpoint,
+                deployment_name=name,
+            ),
             what=f"get deployment {endpoint}/{name}",
             check=_CHECK_DEPLOYMENT,
         )
-        return deployment_state(entity, endpoint)
+        state = deployment_state(deployment_from_rest(answer), endpoint)
+        if state.failed and state.error is None:
+            state = dataclasses.replace(state, error=self._failure_reason(endpoint, name, state.provisioning_state))
+        return state
+
+    def _failure_reason(self, endpoint: str, name: str, provisioning: str) -> str:
+        """Why a deployment did not come up: the operation's error where this platform started it,
+        and the tail of the inference server's log, which usually names the failing line of init()."""
+        parts = [f"deployment {endpoint}/{name} is {provisioning}"]
+        poller = self._deployment_operations.get((endpoint, name))
+        if poller is not None and poller.done():
+            try:
+                poller.result(timeout=0)
+            except AzureError as e:
+                parts.append(
+                    str(platform_error(e, what=f"create deployment {endpoint}/{name}", check=_CHECK_DEPLOYMENT))
+                )
+        try:
+            tail = self.get_deployment_logs(endpoint, name, lines=LOG_TAIL_LINES).strip()
+        except PlatformError as e:
+            tail = f"(its container log could not be read: {e})"
+        if tail:
+            parts.append(f"last lines of its container log:\n{tail}")
+        return "; ".join(parts)
 
     def list_deployments(self, endpoint: str) -> list[DeploymentState]:
-        entities = self._call(
-            lambda: list(self.ml_client.online_deployments.list(endpoint_name=endpoint)),
+        operations = self.ml_client.online_deployments._online_deployment
+        answers = self._call(
+            lambda: list(
+                operations.list(
+                    resource_group_name=self.ml_client.resource_group_name,
+                    workspace_name=self.ml_client.workspace_name,
+                    endpoint_name=endpoint,
+                )
+            ),
             what=f"list the deployments of endpoint {endpoint}",
             check=_CHECK_ENDPOINT,
         )
-        return [deployment_state(e, endpoint) for e in entities]
+        return [deployment_state(deployment_from_rest(a), endpoint) for a in answers]
 
     def delete_deployment(self, endpoint: str, name: str, *, timeout_s: float = 900) -> bool:
         try:
@@ -313,7 +360,7 @@ class AzureMLPlatform(MLPlatform):
         # Azure ML reads blobs through its datastores and URIs: a connection string is not needed
         package = check_package(spec)
         try:
-            conda = conda_environment_from_file(package / REQUIREMENTS)
+            conda = conda_environment_from_file(package / REQUIREMENTS, extra_pip=PARALLEL_RUNTIME)
         except ValueError as e:
             raise PlatformError(f"batch job {spec.name}: {e}") from e
         job = build_batch_job(spec, package_path=package, conda=conda)
@@ -411,6 +458,21 @@ class AzureMLPlatform(MLPlatform):
         )
 
     # helpers
+    def _check_instance_type(self, compute: str, instance_type: str, spec: DeploymentSpec) -> None:
+        """Refuse, before anything is created, an instance type the Kubernetes compute does not list."""
+        found = self._call(
+            lambda: self.ml_client.compute.get(name=compute),
+            what=f"get compute {compute}",
+            check="the compute name of the endpoint, and the identity's role on the workspace",
+        )
+        offered = _listed_instance_types(found) if isinstance(found, KubernetesCompute) else []
+        if offered and instance_type not in offered:
+            raise PlatformError(
+                f"deployment {spec.endpoint}/{spec.name} asks compute {compute} for instance type {instance_type}, "
+                f"which it does not define (it has {', '.join(offered)}); apply the InstanceType manifests "
+                "rendered by deployflow.azureml.render_instance_types to the cluster, or choose one it has"
+            )
+
     def _get_job(self, job_id: str) -> Job:
         return self._call(
             lambda: self.ml_client.jobs.get(name=job_id), what=f"get batch job {job_id}", check=_CHECK_JOB
@@ -428,3 +490,10 @@ class AzureMLPlatform(MLPlatform):
             return self._get_endpoint_entity(name)
         except PlatformNotFoundError:
             return None
+
+
+def _listed_instance_types(compute: object) -> list[str]:
+    """The InstanceType names a Kubernetes compute reports in its properties (``instanceTypes``)."""
+    properties = getattr(compute, "properties", None)
+    listed = properties.get("instanceTypes") if isinstance(properties, dict) else None
+    return sorted(listed) if isinstance(listed, dict) else []

@@ -16,6 +16,9 @@ from deployflow.packages import INFERENCE_SERVER
 PYTHON_VERSION = "3.11"
 CONDA_CHANNELS = ("conda-forge",)
 ENVIRONMENT_NAME = "deployflow-model"
+#: what a parallel_run_function step's driver imports on an AmlCompute node, besides the model's own
+#: packages: the azureml-core run context and the dataset runtime that mounts the inputs
+PARALLEL_RUNTIME = ("azureml-core", "azureml-dataset-runtime[fuse]")
 
 # pip options that point at other files: the image build sees only the conda file, not the package
 _FILE_OPTIONS = ("-r", "-c", "-e", "--requirement", "--constraint", "--editable")
@@ -49,9 +52,12 @@ def read_requirements(text: str, *, source: str = "requirements.txt") -> list[st
     return lines
 
 
-def conda_environment(requirements: list[str], *, python: str = PYTHON_VERSION) -> dict[str, Any]:
+def conda_environment(
+    requirements: list[str], *, python: str = PYTHON_VERSION, extra_pip: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """A conda specification (as Azure ML's ``Environment(conda_file=...)`` takes it) installing the
-    requirements with pip on the given Python."""
+    requirements with pip on the given Python; ``extra_pip`` names packages the platform needs,
+    added unless the requirements already name them."""
     if not any(_SERVER.match(r) for r in requirements):
         raise ValueError(
             f"the requirements must list {INFERENCE_SERVER}: Azure ML runs score.py with it in the image it builds"
@@ -59,11 +65,18 @@ def conda_environment(requirements: list[str], *, python: str = PYTHON_VERSION) 
     return {
         "name": ENVIRONMENT_NAME,
         "channels": list(CONDA_CHANNELS),
-        "dependencies": [f"python={python}", "pip", {"pip": list(requirements)}],
+        "dependencies": [f"python={python}", "pip", {"pip": [*requirements, *_missing(extra_pip, requirements)]}],
     }
 
 
-def conda_environment_from_file(path: str | Path, *, python: str = PYTHON_VERSION) -> dict[str, Any]:
+def _missing(packages: tuple[str, ...], requirements: list[str]) -> list[str]:
+    named = {re.split(r"[\s<>=!~;\[@]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+    return [p for p in packages if re.split(r"\[", p, maxsplit=1)[0].lower() not in named]
+
+
+def conda_environment_from_file(
+    path: str | Path, *, python: str = PYTHON_VERSION, extra_pip: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """``conda_environment`` for a package's requirements.txt; errors name the file."""
     file = Path(path)
     try:
@@ -72,6 +85,6 @@ def conda_environment_from_file(path: str | Path, *, python: str = PYTHON_VERSIO
         raise ValueError(f"cannot read {file}: {e.strerror}") from e
     requirements = read_requirements(text, source=str(file))
     try:
-        return conda_environment(requirements, python=python)
+        return conda_environment(requirements, python=python, extra_pip=extra_pip)
     except ValueError as e:
         raise ValueError(f"{file}: {e}") from e

@@ -11,8 +11,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from azure.ai.ml._restclient.arm_ml_service import models as rest
 from azure.ai.ml.entities import (
     CodeConfiguration,
+    DefaultScaleSettings,
     Environment,
     KubernetesOnlineDeployment,
     KubernetesOnlineEndpoint,
@@ -26,7 +28,7 @@ from azure.ai.ml.entities import (
     ResourceSettings,
 )
 
-from deployflow.azureml.quantities import format_cpu, format_memory, parse_cpu, parse_memory
+from deployflow.azureml.quantities import format_cpu, format_memory, instance_type_name, parse_cpu, parse_memory
 from deployflow.packages import MLMODEL, REQUIREMENTS, SCORING_SCRIPT
 from deployflow.platform.contract import CANCELED, FAILED, SUCCEEDED
 from deployflow.platform.errors import PlatformError
@@ -47,6 +49,8 @@ log = logging.getLogger(__name__)
 BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
 # The smallest general-purpose SKU Azure ML recommends for managed online deployments.
 DEFAULT_INSTANCE_TYPE = "Standard_DS3_v2"
+# Azure VM sizes name managed instances; a Kubernetes compute offers InstanceType resources instead.
+_VM_SIZE = re.compile(r"^Standard_", re.IGNORECASE)
 # azmlinfsrv reads its number of worker processes from this variable.
 WORKER_COUNT_VARIABLE = "WORKER_COUNT"
 
@@ -90,9 +94,12 @@ def build_deployment(
         common["code_configuration"] = CodeConfiguration(code=str(package_path), scoring_script=SCORING_SCRIPT)
         common["environment"] = Environment(image=BASE_IMAGE, conda_file=conda)
     if kubernetes:
+        # without scale settings the service autoscales Kubernetes deployments (TargetUtilization):
+        # a fixed instance_count is what the profile measured and the rollout plans for
         return KubernetesOnlineDeployment(
             resources=kubernetes_resources(spec),
-            instance_type=spec.resources.instance_type,
+            instance_type=kubernetes_instance_type(spec),
+            scale_settings=DefaultScaleSettings(),
             **common,
         )
     if spec.resources.cpu is not None or spec.resources.memory_gb is not None:
@@ -104,6 +111,29 @@ def build_deployment(
             spec.resources.describe(),
         )
     return ManagedOnlineDeployment(instance_type=spec.resources.instance_type or DEFAULT_INSTANCE_TYPE, **common)
+
+
+def kubernetes_instance_type(spec: DeploymentSpec) -> str | None:
+    """The InstanceType a Kubernetes deployment asks the cluster for.
+
+    A shape given as cpu/memory asks for the InstanceType ``aks.render_instance_types`` renders for
+    it (``cpu500m-mem2gi``), unless an instance type of the cluster's own is named. An Azure VM size
+    (``Standard_DS3_v2``) is no InstanceType of a cluster: it gives way to the rendered name, or is
+    refused when there is no cpu/memory to render one from.
+    """
+    r = spec.resources
+    named = r.instance_type
+    if named and not _VM_SIZE.match(named):
+        return named
+    if r.cpu is not None and r.memory_gb is not None:
+        return instance_type_name(r)
+    if named:
+        raise PlatformError(
+            f"deployment {spec.endpoint}/{spec.name}: {named} is an Azure VM size, and a Kubernetes compute "
+            "offers InstanceType resources instead; give cpu and memory_gb (the InstanceType rendered for "
+            "them is used), or the name of an InstanceType the cluster defines"
+        )
+    return None
 
 
 def kubernetes_resources(spec: DeploymentSpec) -> ResourceRequirementsSettings | None:
@@ -137,6 +167,16 @@ def endpoint_state(entity: OnlineEndpoint) -> EndpointState:
         description=str(entity.description or ""),
         tags={str(k): str(v) for k, v in (entity.tags or {}).items()},
     )
+
+
+def deployment_from_rest(answer: rest.OnlineDeployment) -> OnlineDeployment:
+    """The SDK entity for a deployment as the service answers it. A Kubernetes deployment sized by
+    instance type comes back without containerResourceRequirements, which the SDK's own reader
+    cannot take: give it an empty one."""
+    props = answer.properties
+    if isinstance(props, rest.KubernetesOnlineDeployment) and props.container_resource_requirements is None:
+        props.container_resource_requirements = rest.ContainerResourceRequirements()
+    return OnlineDeployment._from_rest_object(answer)
 
 
 def deployment_state(entity: OnlineDeployment, endpoint: str) -> DeploymentState:
@@ -178,16 +218,28 @@ def compute_name(compute: str) -> str:
 
 
 def _resources(entity: OnlineDeployment) -> Resources:
+    """What the deployment asked for; requests first, limits where no request was given."""
     settings = getattr(entity, "resources", None)
     requests = getattr(settings, "requests", None)
     limits = getattr(settings, "limits", None)
-    gpu = getattr(limits, "gpu", None) or getattr(requests, "gpu", None)
-    return Resources(
-        cpu=parse_cpu(requests.cpu) if requests is not None and requests.cpu else None,
-        memory_gb=parse_memory(requests.memory) if requests is not None and requests.memory else None,
-        gpu=int(gpu) if gpu else 0,
-        instance_type=entity.instance_type,
-    )
+
+    def setting(name: str) -> str | None:
+        for side in (requests, limits):
+            value = getattr(side, name, None)
+            if value not in (None, ""):
+                return str(value)
+        return None
+
+    cpu, memory, gpu = setting("cpu"), setting("memory"), setting("gpu")
+    try:
+        return Resources(
+            cpu=parse_cpu(cpu) if cpu else None,
+            memory_gb=parse_memory(memory) if memory else None,
+            gpu=int(float(gpu.strip('"'))) if gpu else 0,
+            instance_type=entity.instance_type,
+        )
+    except ValueError as e:
+        raise PlatformError(f"deployment {entity.endpoint_name}/{entity.name}: Azure ML reported {e}") from e
 
 
 def _probe(probe: ProbeSpec) -> ProbeSettings:

@@ -69,7 +69,8 @@ def instance_type_name(resources: Resources) -> str:
 
 
 def _split(text: str, what: str) -> tuple[float, str]:
-    match = _QUANTITY.match(str(text).strip())
+    # the service may hand a quantity back quoted ('"500m"'), as it was once sent through YAML
+    match = _QUANTITY.match(str(text).strip().strip("\"'").strip())
     if not match:
         raise ValueError(f"{what} quantity {text!r} is not a Kubernetes quantity")
     return float(match.group(1)), match.group(2)

@@ -10,10 +10,10 @@ from __future__ import annotations
 # The request header that pins a scoring request to one deployment; the answer carries it back.
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 
-# Naming rules: endpoints 3-32 characters, deployments up to 32, both starting with a letter;
-# jobs up to 255 letters, digits, '-' or '_'.
+# Naming rules: endpoints and deployments 3-32 letters, digits or '-', starting with a letter and
+# not ending with '-' (Azure ML checks both alike); jobs up to 255 letters, digits, '-' or '_'.
 ENDPOINT_NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$"
-DEPLOYMENT_NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9-]{0,31}$"
+DEPLOYMENT_NAME_PATTERN = ENDPOINT_NAME_PATTERN
 JOB_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,254}$"
 
 # At most this share of an endpoint's requests can be mirrored, to one deployment.

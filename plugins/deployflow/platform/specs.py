@@ -164,7 +164,8 @@ class DeploymentSpec(_Spec):
     def __post_init__(self) -> None:
         if not DEPLOYMENT_NAME.match(self.name):
             raise ValueError(
-                f"deployment name {self.name!r} must be 1-32 letters, digits or '-', starting with a letter"
+                f"deployment name {self.name!r} must be 3-32 letters, digits or '-', start with a letter "
+                "and not end with '-'"
             )
         if not 1 <= self.instance_count <= 100:
             raise ValueError(f"instance_count must be between 1 and 100, got {self.instance_count}")
