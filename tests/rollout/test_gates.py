@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from deployflow.rollout import GateResult, GateSpec, Verdict, WindowStats, early_failure, evaluate_gate
+from deployflow.rollout.gates import tail_samples_needed
 
 NONE = GateSpec(max_error_rate=None, min_requests=50)
 
@@ -17,12 +18,12 @@ def blue(requests=9000, **kw) -> WindowStats:
 
 def test_pass_lists_every_check_with_value_and_limit():
     spec = GateSpec(max_error_rate=0.01, max_p99_ms=500, max_p99_ratio=1.5)
-    result = evaluate_gate(spec, green(errors_5xx=5, p99_ms=120), blue(p99_ms=100))
+    result = evaluate_gate(spec, green(2000, errors_5xx=10, p99_ms=120), blue(p99_ms=100))
     assert result.verdict is Verdict.PASS
     assert result.reasons == (
-        "green: error rate 0.50 % (5 of 1000 requests: 5 5xx) is within the limit of 1.00 %",
+        "green: error rate 0.50 % (10 of 2000 requests: 10 5xx) is within the limit of 1.00 %",
         "green: p99 latency 120.0 ms is within the limit of 500.0 ms",
-        "green: p99 latency 120.0 ms is 1.20× blue's 100.0 ms, within the limit of 1.5×",
+        "green: p99 latency 120.0 ms is 1.20× blue's 100.0 ms (+20.0 ms), within the limit of 1.5×",
     )
 
 
@@ -74,12 +75,15 @@ def test_latency_ratio_to_the_current_deployment(p, measured, verdict):
     result = evaluate_gate(spec, green(**{f"{p}_ms": measured}), blue(**{f"{p}_ms": 100.0}))
     assert result.verdict is verdict
     if verdict is Verdict.FAIL:
-        assert result.reasons == (f"green: {p} latency 160.0 ms is 1.60× blue's 100.0 ms, above the limit of 1.5×",)
+        assert result.reasons == (
+            f"green: {p} latency 160.0 ms is 1.60× blue's 100.0 ms (+60.0 ms): above 1.5× and more than 25.0 ms "
+            "slower (rule: ratio above the limit and difference above the floor)",
+        )
 
 
 def test_every_failing_metric_is_named():
     spec = GateSpec(max_error_rate=0.01, max_p95_ms=100, max_p99_ratio=2)
-    result = evaluate_gate(spec, green(errors_5xx=50, p95_ms=150, p99_ms=900), blue(p99_ms=300))
+    result = evaluate_gate(spec, green(2000, errors_5xx=50, p95_ms=150, p99_ms=900), blue(p99_ms=300))
     assert result.verdict is Verdict.FAIL
     assert [r.split(" ")[1:3] for r in result.reasons] == [["error", "rate"], ["p95", "latency"], ["p99", "latency"]]
 
@@ -117,8 +121,37 @@ def test_without_a_baseline_relative_limits_are_skipped_and_said_so():
 
 
 def test_unnamed_windows_read_as_new_and_current():
-    result = evaluate_gate(GateSpec(max_p99_ratio=1.1), WindowStats(100, p99_ms=50), WindowStats(100, p99_ms=10))
+    spec = GateSpec(max_p99_ratio=1.1, min_tail_samples=1)
+    result = evaluate_gate(spec, WindowStats(100, p99_ms=50), WindowStats(100, p99_ms=10))
     assert result.reasons[-1].startswith("new deployment: p99 latency 50.0 ms is 5.00× current deployment's")
+
+
+def test_a_slower_tail_on_a_noisy_machine_is_not_a_regression_under_the_floor():
+    """The 39.9 ms against 21.6 ms seen on a busy 2-core machine: 1.85×, but 18.3 ms."""
+    spec = GateSpec(max_p99_ratio=1.5)
+    result = evaluate_gate(spec, green(2000, p99_ms=39.9), blue(3000, p99_ms=21.6))
+    assert result.verdict is Verdict.PASS
+    assert "above 1.5× but not more than 25.0 ms slower, so not a regression" in result.reasons[-1]
+
+
+def test_a_tail_ratio_from_too_few_answers_is_not_judged_but_said():
+    """The 212.9 ms against 19.4 ms of a 10 s window: a p99 from 500 answers rests on its five slowest."""
+    spec = GateSpec(max_p99_ratio=3.0, max_p99_ms=1000)
+    result = evaluate_gate(spec, green(500, p99_ms=212.9), blue(500, p99_ms=19.4))
+    assert result.verdict is Verdict.PASS
+    assert result.reasons[-1] == (
+        "green: p99 ratio not judged: 500 and 500 answers, fewer than the 1000 a p99 needs (10 beyond it) on each side"
+    )
+    slow = evaluate_gate(spec, green(500, p99_ms=1500.0), blue(500, p99_ms=19.4))
+    assert slow.verdict is Verdict.FAIL, "the absolute limit is judged on any window"
+
+
+def test_tail_samples_needed_per_percentile():
+    assert (tail_samples_needed("p99", 10), tail_samples_needed("p95", 10), tail_samples_needed("p50", 10)) == (
+        1000,
+        200,
+        20,
+    )
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,11 @@ class WindowStats:
             if value is not None and not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{who}: {name} must be a finite number of ms >= 0, got {value!r}")
 
+    @property
+    def answered(self) -> int:
+        """Requests answered without an error of any class: the samples the latency percentiles come from."""
+        return self.requests - self.errors_5xx - self.timeouts - self.errors_4xx
+
     def errors(self, *, count_4xx: bool = False) -> int:
         return self.errors_5xx + self.timeouts + (self.errors_4xx if count_4xx else 0)
 
@@ -82,8 +87,16 @@ class GateSpec:
     """The limits a step's window must hold; None switches a limit off.
 
     Rates are fractions (0.01 is 1 %); `max_error_rate_increase` is in the same units over the
-    current deployment's rate. Ratios compare the new deployment's percentile with the current
-    one's. No verdict is given on fewer than `min_requests` requests to the new deployment.
+    current deployment's rate. No verdict is given on fewer than `min_requests` requests to the
+    new deployment.
+
+    Ratios compare the new deployment's percentile with the current one's, and on a shared,
+    noisy machine a tail percentile moves a lot between two windows of the same model. So a
+    ratio decides only (1) when each side has at least `min_tail_samples` answers beyond the
+    percentile (a p99 from 1,000 answers rests on its 10 slowest; from 100 on its slowest one),
+    and (2) when the new deployment is slower by more than `latency_ratio_floor_ms` as well: a
+    regression is a ratio above the limit *and* a difference above the floor. The absolute
+    limits (`max_p99_ms`) are judged on any window.
     """
 
     max_error_rate: float | None = 0.01
@@ -94,6 +107,8 @@ class GateSpec:
     max_p99_ratio: float | None = None
     min_requests: int = 50
     count_4xx_as_errors: bool = False
+    latency_ratio_floor_ms: float = 25.0
+    min_tail_samples: int = 10
 
     def __post_init__(self) -> None:
         problems = []
@@ -111,8 +126,13 @@ class GateSpec:
                 problems.append(
                     f"{name} must be >= 1 (1.5 allows 50 % slower than the current deployment), got {value!r}"
                 )
-        if isinstance(self.min_requests, bool) or not isinstance(self.min_requests, int) or self.min_requests < 1:
-            problems.append(f"min_requests must be a whole number >= 1, got {self.min_requests!r}")
+        for name in ("min_requests", "min_tail_samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(f"{name} must be a whole number >= 1, got {value!r}")
+        floor = self.latency_ratio_floor_ms
+        if not (_is_number(floor) and floor >= 0):
+            problems.append(f"latency_ratio_floor_ms must be a number of ms >= 0, got {floor!r}")
         if problems:
             raise ValueError("rollout gates: " + "; ".join(problems))
 
@@ -247,21 +267,44 @@ def _latency_checks(
         line = f"{new}: {percentile} latency {_ms(measured)} {verb} the limit of {_ms(limit_ms)}"
         checks.append((Verdict.FAIL if over else Verdict.PASS, line))
     if limit_ratio is not None and baseline is not None:
-        old = baseline.deployment or "current deployment"
-        base = getattr(baseline, f"{percentile}_ms")
-        if baseline.requests < spec.min_requests or not base:
-            line = f"{new}: {old} has no {percentile} latency from {spec.min_requests}+ requests to compare with"
-            checks.append((Verdict.INCONCLUSIVE, line))
-        else:
-            ratio = measured / base
-            over = _above(ratio, limit_ratio)
-            verb = "above" if over else "within"
-            line = (
-                f"{new}: {percentile} latency {_ms(measured)} is {ratio:.2f}× {old}'s {_ms(base)}, "
-                f"{verb} the limit of {limit_ratio:g}×"
-            )
-            checks.append((Verdict.FAIL if over else Verdict.PASS, line))
+        checks.append(_latency_ratio_check(spec, percentile, limit_ratio, measured, candidate, baseline))
     return checks
+
+
+def _latency_ratio_check(
+    spec: GateSpec, percentile: str, limit: float, measured: float, candidate: WindowStats, baseline: WindowStats
+) -> tuple[Verdict, str]:
+    """Slower than the current deployment by the ratio *and* by the floor, on enough tail samples."""
+    new = candidate.deployment or "new deployment"
+    old = baseline.deployment or "current deployment"
+    base = getattr(baseline, f"{percentile}_ms")
+    if baseline.requests < spec.min_requests or not base:
+        return Verdict.INCONCLUSIVE, f"{new}: {old} has no {percentile} latency from {spec.min_requests}+ requests"
+    needed = tail_samples_needed(percentile, spec.min_tail_samples)
+    if min(candidate.answered, baseline.answered) < needed:
+        return Verdict.PASS, (
+            f"{new}: {percentile} ratio not judged: {candidate.answered} and {baseline.answered} answers, fewer "
+            f"than the {needed} a {percentile} needs ({spec.min_tail_samples} beyond it) on each side"
+        )
+    ratio, slower = measured / base, measured - base
+    compared = f"{new}: {percentile} latency {_ms(measured)} is {ratio:.2f}× {old}'s {_ms(base)} ({slower:+.1f} ms)"
+    if not _above(ratio, limit):
+        return Verdict.PASS, f"{compared}, within the limit of {limit:g}×"
+    if not _above(slower, spec.latency_ratio_floor_ms):
+        return Verdict.PASS, (
+            f"{compared}: above {limit:g}× but not more than {_ms(spec.latency_ratio_floor_ms)} slower, "
+            "so not a regression (rule: ratio above the limit and difference above the floor)"
+        )
+    return Verdict.FAIL, (
+        f"{compared}: above {limit:g}× and more than {_ms(spec.latency_ratio_floor_ms)} slower "
+        "(rule: ratio above the limit and difference above the floor)"
+    )
+
+
+def tail_samples_needed(percentile: str, beyond: int) -> int:
+    """Answers a window needs for ``beyond`` of them to lie past the percentile: 1,000 for 10 past p99."""
+    fraction_beyond = 1 - int(percentile.removeprefix("p")) / 100
+    return math.ceil(beyond / fraction_beyond - 1e-9)
 
 
 def _has_relative_limits(spec: GateSpec) -> bool:
