@@ -41,7 +41,8 @@ AIRFLOW = Path(sys.executable).with_name("airflow")
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 USERNAME = "admin"
 START_TIMEOUT_S = 120
-STOP_TIMEOUT_S = 20
+# The grace period after SIGTERM. Short: the triggerer alone would wait 10 s for its trigger process.
+STOP_TIMEOUT_S = 5
 POLL_S = 0.5
 TERMINAL_RUN_STATES = {"success", "failed"}
 
@@ -62,6 +63,8 @@ class RealAirflow:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.parallelism = parallelism
         self.extra_env = dict(env or {})
+        if "AIRFLOW_HOME" in self.extra_env:
+            raise AirflowError("env sets AIRFLOW_HOME: the deployment's home is the `home` argument")
         self.processes_by_component: dict[str, subprocess.Popen[bytes]] = {}
         self.sessions: set[int] = set()  # the components' session ids, kept after they exit
         self.client: httpx.Client | None = None
@@ -83,6 +86,8 @@ class RealAirflow:
         """Write the home, migrate its database, start the components, log in, wait for the DAGs."""
         if not self.dags_folder.is_dir():
             raise AirflowError(f"DAGs folder {self.dags_folder} does not exist: create it and write the DAGs first")
+        if self.home.exists() and any(self.home.iterdir()):
+            raise AirflowError(f"home {self.home} is not empty: give each deployment a fresh directory")
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "airflow.cfg").write_text(self._config())
         migrate = subprocess.run(
@@ -107,7 +112,7 @@ class RealAirflow:
             self.client.close()
             self.client = None
         for process in self.processes_by_component.values():
-            _signal_group(process.pid, signal.SIGTERM)
+            _signal_group(process.pid, signal.SIGTERM)  # supervisors pass it on to their tasks
         deadline = time.monotonic() + STOP_TIMEOUT_S
         for process in self.processes_by_component.values():
             try:
@@ -177,13 +182,13 @@ class RealAirflow:
             "api_auth": {"jwt_secret": secrets.token_urlsafe(64)},
             "scheduler": {
                 "scheduler_idle_sleep_time": 0.5,
-                "scheduler_heartbeat_sec": 2,
-                # A task whose supervisor stops heartbeating (killed with it) is failed after 20 s, not 300 s.
+                # A task whose supervisor died with it is failed after 20 s without a heartbeat, not 300 s;
+                # heartbeats every 2 s keep a loaded machine's slow beat from counting as a death.
                 "task_instance_heartbeat_timeout": 20,
                 "task_instance_heartbeat_timeout_detection_interval": 2,
             },
             "workers": {"min_heartbeat_interval": 2},
-            "triggerer": {"job_heartbeat_sec": 2},
+            # A DAG file written or changed after start is parsed within seconds, not minutes.
             "dag_processor": {"refresh_interval": 5, "min_file_process_interval": 10},
         }
         lines = []
@@ -363,9 +368,15 @@ class RealAirflow:
             raise AirflowError(f"task {dag_id}/{run_id}/{task_id} is {ti['state']}, not running: it has no process")
         return ti["pid"]
 
-    def kill_task(self, dag_id: str, run_id: str, task_id: str) -> int:
-        """SIGKILL the process running the task, as the kernel's OOM killer would; its PID."""
+    def kill_task(self, dag_id: str, run_id: str, task_id: str, *, with_supervisor: bool = False) -> int:
+        """SIGKILL the process running the task, as the kernel's OOM killer would; its PID.
+
+        ``with_supervisor`` kills the task's supervisor (the executor's worker) first, so no one reports
+        the death: only the scheduler's heartbeat timeout can find the task then.
+        """
         pid = self.task_pid(dag_id, run_id, task_id)
+        if with_supervisor:
+            os.kill(psutil.Process(pid).ppid(), signal.SIGKILL)
         os.kill(pid, signal.SIGKILL)
         return pid
 

@@ -13,6 +13,8 @@ from tests.real_airflow import RealAirflow
 
 pytestmark = pytest.mark.slow
 
+_HEARTBEAT_LOST = "Detected a task instance without a heartbeat"
+
 
 def test_two_runs_of_a_dag_overlap_in_time(airflow: RealAirflow) -> None:
     first, second = airflow.trigger("overlap"), airflow.trigger("overlap")
@@ -43,13 +45,16 @@ def test_approval_answered_through_the_rest_api_runs_or_skips_the_release(airflo
     assert airflow.hitl_details("approval", rejected, "gate")["chosen_options"] == ["Reject"]
 
 
-def test_a_task_killed_mid_sleep_fails_its_try_and_the_retry_succeeds(airflow: RealAirflow, tmp_path: Path) -> None:
+@pytest.mark.parametrize("with_supervisor", [False, True], ids=["task", "task-and-supervisor"])
+def test_a_task_killed_mid_sleep_fails_its_try_and_the_retry_succeeds(
+    airflow: RealAirflow, tmp_path: Path, with_supervisor: bool
+) -> None:
     tries_file = tmp_path / "tries"
     run = airflow.trigger("killed", {"tries_file": str(tries_file), "sleep_s": 6})
     airflow.wait_for_task("killed", run, "sleepy", {"running"}, timeout=60)
     _wait_until(lambda: tries_file.exists() and tries_file.read_text() == "1\n")  # into its sleep
 
-    pid = airflow.kill_task("killed", run, "sleepy")
+    pid = airflow.kill_task("killed", run, "sleepy", with_supervisor=with_supervisor)
 
     airflow.wait_for("killed", run, {"success"}, timeout=90)
     ti = airflow.task_instances("killed", run)["sleepy"]
@@ -57,6 +62,9 @@ def test_a_task_killed_mid_sleep_fails_its_try_and_the_retry_succeeds(airflow: R
     assert tries_file.read_text() == "1\n2\n"
     tries = airflow.task_tries("killed", run, "sleepy")
     assert [(t["try_number"], t["state"]) for t in tries] == [(1, "failed"), (2, "success")]
+    # Who found the death: the supervisor, at once, or (when it died too) the scheduler's heartbeat timeout.
+    timed_out = [line for line in airflow.log_path("scheduler").read_text().splitlines() if _HEARTBEAT_LOST in line]
+    assert any(run in line for line in timed_out) == with_supervisor
 
 
 def test_a_deferrable_sensor_waits_in_the_triggerer_and_completes(airflow: RealAirflow) -> None:
