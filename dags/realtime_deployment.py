@@ -282,7 +282,8 @@ with DAG(
     approve_promotion = ApprovalOperator(
         task_id="approve_promotion",
         subject="Promote {{ params.model_name }} on endpoint {{ params.endpoint_name }}?",
-        body=promote.output,
+        # a Markdown string (the HITL body must be text): what is promoted, the verdicts, the traffic now
+        body="{{ ti.xcom_pull(task_ids='promote')['approval_markdown'] }}",
     )
     continue_promotion = RolloutOperator(
         task_id="continue_promotion",

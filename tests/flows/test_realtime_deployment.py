@@ -60,6 +60,7 @@ QUICK = {
         "steps": ["mirror 20% 3s", "traffic 50% 3s", "traffic 100%"],
         "gates": {"min_requests": 20, "max_p99_ratio": 3.0},
         "old_deployment_delete_after_s": 1,
+        "bake_s": 3,
     },
 }
 SKIPPED_WITHOUT_APPROVAL = {"approve_promotion": "skipped", "continue_promotion": "skipped"}

@@ -22,6 +22,7 @@ QUICK_PLAN = {
     "steps": ["mirror 20% 3s", "traffic 10% 3s", "traffic 50% 3s", "traffic 100%"],
     "gates": {"min_requests": 20, "max_p99_ratio": 3.0},  # a tenth of the windows of the default plan: noisier
     "old_deployment_delete_after_s": 1,
+    "bake_s": 3,
 }
 BAD_SCORE = {
     # Every third answer after the first few fails: the smoke test passes, real traffic would not.

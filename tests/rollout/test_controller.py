@@ -20,7 +20,8 @@ from deployflow.rollout import (
 )
 
 PLAN = RolloutPlan.from_text(
-    ["mirror 20% 60s", "traffic 10% 60s", "approve timeout 1h", "traffic 50% 60s", "traffic 100%"]
+    ["mirror 20% 60s", "traffic 10% 60s", "approve timeout 1h", "traffic 50% 60s", "traffic 100%"],
+    old_deployment_delete_after_s=60,
 )
 PASS = GateResult(Verdict.PASS, ("green: error rate 0.00 % is within the limit of 1.00 %",))
 FAIL = GateResult(Verdict.FAIL, ("green: p99 latency 2000.0 ms is above the limit of 1000.0 ms",))

@@ -66,7 +66,7 @@ def test_default_plan_file():
     assert DEFAULT_PLAN_FILE.parts[-3:] == ("include", "rollout", "default_plan.json")
     assert plan.steps == (MirrorStep(20, 30), TrafficStep(10, 30), TrafficStep(50, 30), TrafficStep(100))
     assert plan.gates == GateSpec(max_error_rate=0.01, max_p99_ratio=1.5, max_p99_ms=1000, min_requests=50)
-    assert plan.old_deployment_delete_after_s == 60
+    assert (plan.old_deployment_delete_after_s, plan.bake_s, plan.gate_source) == (0, 30, "auto")
 
 
 def test_a_run_overrides_the_default_plan_key_by_key():

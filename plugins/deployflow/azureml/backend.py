@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from azure.ai.ml import MLClient
@@ -56,6 +56,9 @@ from deployflow.platform.specs import (
 )
 
 log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from deployflow.rollout.live import LiveMetrics
+
 T = TypeVar("T")
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -78,8 +81,11 @@ class AzureMLPlatform(MLPlatform):
 
     kind = "azureml"
 
-    def __init__(self, ml_client: MLClient, *, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self, ml_client: MLClient, *, retry: RetryPolicy | None = None, prometheus_url: str | None = None
+    ) -> None:
         self.ml_client = ml_client
+        self.prometheus_url = prometheus_url
         self.retry = retry or RetryPolicy()
         # deployment operations started here, so a failure can be told with the service's own reason
         self._deployment_operations: dict[tuple[str, str], LROPoller[Any]] = {}
@@ -117,6 +123,24 @@ class AzureMLPlatform(MLPlatform):
 
     def _call(self, action: Callable[[], T], *, what: str, check: str) -> T:
         return call_sdk(action, what=what, check=check, policy=self.retry)
+
+    def live_metrics(self) -> LiveMetrics:
+        """A Prometheus when the connection names one (an AKS cluster's, with the router's counters),
+        else the managed online endpoint's own platform metrics through Azure Monitor."""
+        from azure.monitor.query import MetricsQueryClient
+
+        from deployflow.rollout.live import AzureMonitorMetrics, prometheus_metrics
+
+        if self.prometheus_url:
+            return prometheus_metrics(self.prometheus_url)
+        client = self.ml_client
+        workspace = (
+            f"/subscriptions/{client.subscription_id}/resourceGroups/{client.resource_group_name}"
+            f"/providers/Microsoft.MachineLearningServices/workspaces/{client.workspace_name}"
+        )
+        return AzureMonitorMetrics(
+            MetricsQueryClient(client._credential), lambda endpoint: f"{workspace}/onlineEndpoints/{endpoint}"
+        )
 
     # models
     def register_model(

@@ -42,7 +42,7 @@ def platform_from_connection(conn: Connection) -> MLPlatform:
                 "<data-dir>/admin-token"
             )
         url = f"http://{conn.host or '127.0.0.1'}:{conn.port or DEFAULT_LOCAL_PORT}"
-        return LocalPlatform(url, conn.password)
+        return LocalPlatform(url, conn.password, prometheus_url=_extra(conn, "prometheus_url"))
     if conn.conn_type == AZURE_ML:
         return _azure_ml_platform(conn)
     raise PlatformError(
@@ -67,9 +67,11 @@ def _azure_ml_platform(conn: Connection) -> MLPlatform:
         credential: Any = ClientSecretCredential(tenant_id, conn.login, conn.password)
     else:
         credential = DefaultAzureCredential()
-    return AzureMLPlatform.from_workspace(
+    platform = AzureMLPlatform.from_workspace(
         workspace["subscription_id"], workspace["resource_group"], workspace["workspace_name"], credential=credential
     )
+    platform.prometheus_url = _extra(conn, "prometheus_url")
+    return platform
 
 
 class MLPlatformHook(BaseHook):

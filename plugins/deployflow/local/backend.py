@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
@@ -26,6 +26,9 @@ from deployflow.platform.specs import (
     Resources,
 )
 
+if TYPE_CHECKING:
+    from deployflow.rollout.live import LiveMetrics
+
 T = TypeVar("T")
 
 
@@ -34,8 +37,20 @@ class LocalPlatform(MLPlatform):
 
     kind = "local"
 
-    def __init__(self, control_url: str, token: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, control_url: str, token: str, *, timeout_s: float = 30.0, prometheus_url: str | None = None
+    ) -> None:
         self.client = LocalRuntimeClient(control_url, token, timeout_s=timeout_s)
+        self.prometheus_url = prometheus_url
+
+    def live_metrics(self) -> LiveMetrics:
+        """PromQL through the Prometheus that scrapes the runtime when one is configured, else the
+        runtime's own /metrics, read directly."""
+        from deployflow.rollout.live import prometheus_metrics, runtime_metrics
+
+        if self.prometheus_url:
+            return prometheus_metrics(self.prometheus_url)
+        return runtime_metrics(f"{self.client.control_url}/metrics")
 
     def __repr__(self) -> str:
         return f"LocalPlatform({self.client.control_url!r})"

@@ -18,6 +18,8 @@ from airflow.sdk import Context
 
 from deployflow.operators.base import MLPlatformOperator
 from deployflow.platform.claims import claim, release
+from deployflow.rollout.ledger import read_ledger, write_ledger
+from deployflow.rollout.runner import roll_back
 from deployflow.triggers.ml_platform import EndpointClaimTrigger
 
 ACTIVE_RUN_STATES = {"queued", "running"}
@@ -90,7 +92,12 @@ class ClaimEndpointOperator(MLPlatformOperator):
 
 
 class ReleaseEndpointOperator(MLPlatformOperator):
-    """Give up this run's claim on ``endpoint_name`` (a teardown: it runs whatever happened before)."""
+    """Give up this run's claim on ``endpoint_name`` (a teardown: it runs whatever happened before).
+
+    A rollout this run began and did not finish — the approval was never given, timed out, or
+    its task failed or was killed — is rolled back first: the endpoint is left as it was before
+    the run, the old deployment at 100 % and the new one removed.
+    """
 
     template_fields: Sequence[str] = (*MLPlatformOperator.template_fields, "endpoint_name")
     ui_color = "#f3ecd9"
@@ -100,6 +107,17 @@ class ReleaseEndpointOperator(MLPlatformOperator):
         self.endpoint_name = endpoint_name
 
     def execute(self, context: Context) -> str:
-        done = release(self.platform, self.endpoint_name, run_label(context))
+        me = run_label(context)
+        ledger = read_ledger(self.platform, self.endpoint_name)
+        if ledger is not None and ledger.run == me:
+            self.log.warning(
+                "endpoint %s: this run's rollout of %s did not finish; rolling back to %s",
+                self.endpoint_name,
+                ledger.new,
+                ledger.old,
+            )
+            roll_back(self.platform, self.endpoint_name, ledger.new, ledger.old, self.log)
+            write_ledger(self.platform, self.endpoint_name, None)
+        done = release(self.platform, self.endpoint_name, me)
         self.log.info("%s", done)
         return done

@@ -19,9 +19,14 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from deployflow.operators.base import MLPlatformOperator, rendered_json
+from deployflow.operators.claim import run_label
 from deployflow.packages import ModelPackage
 from deployflow.platform.specs import DeploymentSpec, ModelRef, RequestSettings, Resources
+from deployflow.reports import report_path, write_json
 from deployflow.rollout import ApprovalStep, Finish, RolloutPlan, RolloutPlanError, RolloutStateError, load_plan
+from deployflow.rollout.controller import RolloutState
+from deployflow.rollout.ledger import Ledger, read_ledger, write_ledger
+from deployflow.rollout.record import DecisionRecord
 from deployflow.rollout.release import (
     AWAITING_APPROVAL,
     ROLLED_BACK,
@@ -68,6 +73,7 @@ class RolloutOperator(MLPlatformOperator):
         "approval_task_id",
         "resume_task_id",
         "probe_rate",
+        "on_unfinished_rollout",
     )
     template_fields_renderers = {"instance_resources": "json", "plan": "json", "profile": "json"}
     ui_color = "#d6eaf8"
@@ -90,9 +96,13 @@ class RolloutOperator(MLPlatformOperator):
         resume_task_id: str | None = None,
         probe_rate: float | str = 50.0,
         deployment_timeout_s: float = 1800,
+        on_unfinished_rollout: str = "rollback",
+        report_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.on_unfinished_rollout = on_unfinished_rollout
+        self.report_dir = report_dir
         self.endpoint_name = endpoint_name
         self.deployment_name = deployment_name
         self.model = model
@@ -156,9 +166,15 @@ class RolloutOperator(MLPlatformOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         platform, endpoint = self.platform, self.endpoint_name
+        me = run_label(context)
         state_now = open_endpoint(platform, endpoint, self.compute, self.log)
+        ledger = self._unfinished_rollout(me)
+        if ledger is not None:
+            state_now = platform.get_endpoint(endpoint)
         if not self.deployment_name and self.resume_task_id:  # going on with the rollout an earlier task began
             self.deployment_name = (context["ti"].xcom_pull(task_ids=self.resume_task_id) or {}).get("new")
+        if not self.deployment_name and ledger is not None and ledger.run == me:
+            self.deployment_name = ledger.new
         if not self.deployment_name:
             existing = {d.name for d in platform.list_deployments(endpoint)}
             try:
@@ -167,11 +183,20 @@ class RolloutOperator(MLPlatformOperator):
                 raise AirflowFailException(str(e)) from e
             self.log.info("endpoint %s: the new deployment is %s", endpoint, self.deployment_name)
         package = ModelPackage.load(self.package_path)
-        release = Release(platform, state_now, self._spec(), package, self.log, self.deployment_timeout_s)
+        mine = ledger if ledger is not None and ledger.run == me else None
+        release = Release(platform, state_now, self._spec(), package, self.log, self.deployment_timeout_s,
+                          previous=mine.old if mine else None)  # fmt: skip
+        record = DecisionRecord(endpoint, self.deployment_name, release.old, self.model)
+
+        def keep_on_endpoint(state: RolloutState) -> None:
+            write_ledger(platform, endpoint, Ledger(me, release.spec.name, release.old or "", self.model,
+                                                    state.history))  # fmt: skip
+
         try:
             outcome = release.run(
-                self._plan, approval=self._approval_answer(context), probe_rate=float(self.probe_rate)
-            )
+                self._plan, approval=self._approval_answer(context), probe_rate=float(self.probe_rate),
+                record=record, history=mine.decisions if mine else (), on_decision=keep_on_endpoint,
+            )  # fmt: skip
         except ReleaseRefused as e:
             raise AirflowFailException(str(e)) from e
         except ReleaseError as e:
@@ -179,12 +204,51 @@ class RolloutOperator(MLPlatformOperator):
         except RolloutStateError as e:
             raise AirflowFailException(f"rollout stopped, endpoint left as it is: {e}") from e
         except RolledBack as e:
-            context["ti"].xcom_push(key="rollout", value=release.report(ROLLED_BACK, e.state))
+            write_ledger(platform, endpoint, None)
+            paths = self._write_record(context, record)
+            context["ti"].xcom_push(key="rollout", value={**release.report(ROLLED_BACK, e.state), **paths})
             # Not retried: a retry would roll the same model out again into the same gate.
-            raise AirflowFailException(str(e)) from e
+            raise AirflowFailException(f"{e} (decision record {paths['decision_record']})") from e
+        report = {**outcome.report, **self._write_record(context, record)}
+        if report["status"] == AWAITING_APPROVAL:
+            report["approval_markdown"] = approval_markdown(report, state_now=platform.get_endpoint(endpoint))
         if outcome.finish is None:
-            return outcome.report
-        return self._finish(context, outcome.finish, outcome.report)
+            if report["status"] != AWAITING_APPROVAL:
+                write_ledger(platform, endpoint, None)  # a first release: nothing to resume
+            return report
+        return self._finish(context, outcome.finish, report)
+
+    def _unfinished_rollout(self, me: str) -> Ledger | None:
+        """The rollout the endpoint says is under way. This run's own is resumed; another run's
+        (that run no longer runs: the claim made sure) is rolled back, or resumed when it was
+        rolling out this same model and ``on_unfinished_rollout`` says so."""
+        ledger = read_ledger(self.platform, self.endpoint_name)
+        if ledger is None or ledger.run == me:
+            if ledger is not None:
+                self.log.info("resuming this run's rollout of %s over %s (%d verdict(s) so far), as the endpoint "
+                              "records it", ledger.new, ledger.old, len(ledger.decisions))  # fmt: skip
+            return ledger
+        left = f"run {ledger.run} left endpoint {self.endpoint_name} mid-rollout ({ledger.new} over {ledger.old})"
+        if self.on_unfinished_rollout == "resume":
+            if ledger.model != self.model:
+                raise AirflowFailException(
+                    f"{left} of model {ledger.model}, not this run's {self.model}: it cannot be resumed here; "
+                    "run again with on_unfinished_rollout=rollback"
+                )
+            self.log.warning("%s of this same model: resuming it as this run's", left)
+            return Ledger(me, ledger.new, ledger.old, ledger.model, ledger.decisions)
+        self.log.warning("%s: rolling it back to %s before this run's rollout", left, ledger.old)
+        roll_back(self.platform, self.endpoint_name, ledger.new, ledger.old, self.log)
+        write_ledger(self.platform, self.endpoint_name, None)
+        return None
+
+    def _write_record(self, context: Context, record: DecisionRecord) -> dict[str, str]:
+        """The decision record beside the other reports; its path for XCom and the summary."""
+        path = report_path(self.report_dir, context["dag"].dag_id, context["dag_run"].run_id, self.task_id,
+                           suffix=".json")  # fmt: skip
+        write_json(path, record.to_dict())
+        self.log.info("decision record %s", path)
+        return {"decision_record": str(path)}
 
     def _finish(self, context: Context, action: Finish, summary: dict[str, Any]) -> dict[str, Any]:
         context["ti"].xcom_push(key="rollout", value=summary)
@@ -210,6 +274,7 @@ class RolloutOperator(MLPlatformOperator):
             return summary
         if self.platform.delete_deployment(endpoint, old):
             self.log.info("endpoint %s: deleted the previous deployment %s", endpoint, old)
+        write_ledger(self.platform, endpoint, None)  # the rollout is over: nothing left to resume
         return summary
 
     def _approval_answer(self, context: Context) -> bool | None:
@@ -247,4 +312,30 @@ class RollBackRejectedRolloutOperator(MLPlatformOperator):
             self.log.info("the rollout was approved; nothing to roll back")
             return "approved"
         roll_back(self.platform, summary["endpoint_name"], summary["new"], summary["old"], self.log)
+        write_ledger(self.platform, summary["endpoint_name"], None)
         return ROLLED_BACK
+
+
+def approval_markdown(report: dict[str, Any], *, state_now: Any) -> str:
+    """What the person deciding reads: what is being promoted, the verdicts so far, the traffic now."""
+    traffic = ", ".join(f"{name} {share} %" for name, share in state_now.traffic.items()) or "none"
+    mirror = ", ".join(f"{name} {share} %" for name, share in state_now.mirror_traffic.items())
+    lines = [
+        f"**Model {report['model']}** is rolling out on endpoint **{report['endpoint_name']}** as deployment "
+        f"`{report['new']}`, replacing `{report['old']}`.",
+        "",
+        f"Traffic now: {traffic}" + (f"; mirrored: {mirror}" if mirror else "") + ".",
+        "",
+        "| step | verdict | why |",
+        "|---|---|---|",
+    ]
+    for decision in report.get("decisions", []):
+        why = "; ".join(decision.get("reasons", [])).replace("|", "/") or "—"
+        lines.append(f"| {decision['step_index'] + 1} | {decision['outcome']} | {why} |")
+    if not report.get("decisions"):
+        lines.append("| — | no gate yet | — |")
+    lines += ["", f"{report.get('question') or 'Continue the rollout?'}", "",
+              "**Approve** goes on with the plan; **Reject** rolls back: all traffic to "
+              f"`{report['old']}`, `{report['new']}` removed.",
+              f"Decision record: `{report.get('decision_record', '—')}`"]  # fmt: skip
+    return "\n".join(lines)

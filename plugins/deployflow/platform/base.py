@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deployflow.platform.batch import BatchJobSpec, BatchJobState
 from deployflow.platform.errors import PlatformError
@@ -18,6 +18,9 @@ from deployflow.platform.specs import (
     InvokeResult,
     ModelRef,
 )
+
+if TYPE_CHECKING:
+    from deployflow.rollout.live import LiveMetrics
 
 
 class MLPlatform(ABC):
@@ -141,6 +144,10 @@ class MLPlatform(ABC):
                     "check its logs, or raise the timeout"
                 )
             time.sleep(min(poll_s, max(deadline - time.monotonic(), 0.05)))
+
+    def live_metrics(self) -> LiveMetrics | None:
+        """Where rollout gates read what users' traffic got (see ``rollout.live``); None: the probe only."""
+        return None
 
     def close(self) -> None:
         """Release HTTP clients; the platform is unusable afterwards."""

@@ -109,10 +109,14 @@ class GateSpec:
     count_4xx_as_errors: bool = False
     latency_ratio_floor_ms: float = 25.0
     min_tail_samples: int = 10
+    #: at a mirror step: the fraction of recorded requests both deployments must answer alike
+    min_agreement: float | None = None
+    agreement_rel_tol: float = 0.01
+    agreement_abs_tol: float = 1e-6
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("max_error_rate", "max_error_rate_increase"):
+        for name in ("max_error_rate", "max_error_rate_increase", "min_agreement"):
             value = getattr(self, name)
             if value is not None and not (_is_number(value) and 0 <= value <= 1):
                 problems.append(f"{name} is a fraction from 0 to 1 (0.01 is 1 %), got {value!r}")
@@ -130,6 +134,9 @@ class GateSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems.append(f"{name} must be a whole number >= 1, got {value!r}")
+        for name in ("agreement_rel_tol", "agreement_abs_tol"):
+            if not (_is_number(getattr(self, name)) and getattr(self, name) >= 0):
+                problems.append(f"{name} must be a number >= 0, got {getattr(self, name)!r}")
         floor = self.latency_ratio_floor_ms
         if not (_is_number(floor) and floor >= 0):
             problems.append(f"latency_ratio_floor_ms must be a number of ms >= 0, got {floor!r}")
@@ -188,6 +195,22 @@ def evaluate_gate(spec: GateSpec, candidate: WindowStats, baseline: WindowStats 
         if lines:
             return GateResult(verdict, lines)
     return GateResult(Verdict.PASS, tuple(line for _, line in checks) or (f"{new}: no limits configured",))
+
+
+def agreement_check(spec: GateSpec, compared: int, agreed: int, new: str, old: str) -> GateResult | None:
+    """The ``min_agreement`` verdict on a shadow comparison; None when the limit is off."""
+    if spec.min_agreement is None:
+        return None
+    if not compared:
+        return GateResult(Verdict.INCONCLUSIVE, (f"{new}: no request was answered by {old} to compare with",))
+    rate = agreed / compared
+    below = rate < spec.min_agreement - 1e-9
+    verb = "is below" if below else "meets"
+    line = (
+        f"{new}: answered {agreed} of {compared} recorded requests as {old} does ({_pct(rate)}), "
+        f"{verb} the minimum agreement of {_pct(spec.min_agreement)}"
+    )
+    return GateResult(Verdict.FAIL if below else Verdict.PASS, (line,))
 
 
 def early_failure(spec: GateSpec, so_far: WindowStats, *, expected_requests: int) -> GateResult | None:

@@ -27,6 +27,9 @@ DEFAULT_PLAN_FILE = ROLLOUT_PLAN_FILE
 
 #: what an inconclusive window leads to: watch another window, ask a person, or roll back
 ON_INCONCLUSIVE = ("hold", "ask", "rollback")
+#: which traffic a gate window judges: users' when there is enough of it, else the probe's
+#: ("auto"); only users' ("live"); only the probe's ("probe"); or both, failing if either fails
+GATE_SOURCES = ("auto", "live", "probe", "both")
 
 
 @dataclass(frozen=True)
@@ -35,15 +38,24 @@ class RolloutPlan:
 
     An inconclusive window is held (observed again) up to `max_inconclusive_windows` times
     and then put to a person (`on_inconclusive="hold"`), put to a person at once ("ask"),
-    or treated as a failure ("rollback"). The old deployment is deleted
-    `old_deployment_delete_after_s` seconds after the new one holds all traffic.
+    or treated as a failure ("rollback").
+
+    Once the new deployment holds all traffic it **bakes**: a last window of `bake_s` seconds
+    judged like the others while the old deployment still exists; a failed bake sends traffic
+    back to it. The old deployment is deleted `old_deployment_delete_after_s` seconds after the
+    bake passes. `gate_source` says which traffic windows judge (see GATE_SOURCES);
+    `shadow_requests` names a file of recorded requests (a JSON list, or JSON Lines) that a
+    mirror step's shadow comparison sends to both deployments besides the package's samples.
     """
 
     steps: tuple[RolloutStep, ...]
     gates: GateSpec = field(default_factory=GateSpec)
-    old_deployment_delete_after_s: float = 60.0
+    old_deployment_delete_after_s: float = 0.0
     on_inconclusive: str = "hold"
     max_inconclusive_windows: int = 3
+    bake_s: float = 30.0
+    gate_source: str = "auto"
+    shadow_requests: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", tuple(self.steps))
@@ -51,6 +63,12 @@ class RolloutPlan:
         delay = self.old_deployment_delete_after_s
         if isinstance(delay, bool) or not isinstance(delay, int | float) or not delay >= 0:
             problems.append(f"old_deployment_delete_after_s must be a number of seconds >= 0, got {delay!r}")
+        if isinstance(self.bake_s, bool) or not isinstance(self.bake_s, int | float) or not self.bake_s >= 0:
+            problems.append(f"bake_s must be a number of seconds >= 0 (0: no bake), got {self.bake_s!r}")
+        if self.gate_source not in GATE_SOURCES:
+            problems.append(f"gate_source must be one of {', '.join(GATE_SOURCES)}, got {self.gate_source!r}")
+        if self.shadow_requests is not None and not isinstance(self.shadow_requests, str):
+            problems.append(f"shadow_requests must be the path of a request file, got {self.shadow_requests!r}")
         if self.on_inconclusive not in ON_INCONCLUSIVE:
             problems.append(
                 f"on_inconclusive must be one of {', '.join(ON_INCONCLUSIVE)}, got {self.on_inconclusive!r}"
@@ -69,7 +87,10 @@ class RolloutPlan:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RolloutPlan:
         """A plan from its dict form; steps may be text or dicts, gates a dict of GateSpec fields."""
-        known = {"steps", "gates", "old_deployment_delete_after_s", "on_inconclusive", "max_inconclusive_windows"}
+        known = {
+            "steps", "gates", "old_deployment_delete_after_s", "on_inconclusive", "max_inconclusive_windows",
+            "bake_s", "gate_source", "shadow_requests",
+        }  # fmt: skip
         problems = []
         unknown = sorted(set(data) - known - {"_comment"})
         if unknown:
@@ -104,6 +125,9 @@ class RolloutPlan:
             "old_deployment_delete_after_s": self.old_deployment_delete_after_s,
             "on_inconclusive": self.on_inconclusive,
             "max_inconclusive_windows": self.max_inconclusive_windows,
+            "bake_s": self.bake_s,
+            "gate_source": self.gate_source,
+            "shadow_requests": self.shadow_requests,
         }
 
     def to_text(self) -> list[str]:

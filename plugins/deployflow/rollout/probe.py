@@ -18,6 +18,7 @@ from deployflow.loadtest import LoadResult, RequestSpec, Schedule, merge_results
 from deployflow.platform.base import MLPlatform
 from deployflow.platform.contract import DEPLOYMENT_HEADER
 from deployflow.rollout.gates import WindowStats
+from deployflow.rollout.live import PROBE_HEADER
 
 # A gate window is probed in slices this long, so a certain failure ends it early.
 SLICE_S = 5.0
@@ -65,7 +66,8 @@ class Probe:
         auth = self.platform.scoring_headers(self.endpoint)
 
         def run(deployment: str, seconds: float) -> LoadResult:
-            headers = {**auth, DEPLOYMENT_HEADER: deployment, "Content-Type": "application/json"}
+            # marked as the probe's, so live metrics count users' traffic alone
+            headers = {**auth, DEPLOYMENT_HEADER: deployment, "Content-Type": "application/json", PROBE_HEADER: "1"}
             request = RequestSpec(scoring_uri, body=self.body, headers=headers, timeout_s=self.timeout_s)
             return run_open_loop(request, Schedule.constant(self.rate, seconds))
 

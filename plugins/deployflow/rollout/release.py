@@ -21,10 +21,13 @@ from deployflow.platform.contract import SUCCEEDED
 from deployflow.platform.errors import PlatformError, PlatformNotFoundError
 from deployflow.platform.specs import DeploymentSpec, EndpointSpec, EndpointState
 from deployflow.rollout.actions import Finish
-from deployflow.rollout.controller import RolloutState
+from deployflow.rollout.controller import Decision, RolloutState
+from deployflow.rollout.live import LiveMetrics
 from deployflow.rollout.plan import RolloutPlan
 from deployflow.rollout.probe import Probe
-from deployflow.rollout.runner import drive_rollout
+from deployflow.rollout.record import DecisionRecord
+from deployflow.rollout.runner import Gauges, drive_rollout
+from deployflow.rollout.shadow import load_requests
 from deployflow.smoke import smoke_test_deployment
 
 log = logging.getLogger(__name__)
@@ -58,7 +61,11 @@ def choose_deployment_name(traffic: dict[str, int], existing: set[str]) -> str:
     """Blue/green: a colour that takes no traffic now, preferring one not deployed at all."""
     free = [c for c in DEPLOYMENT_COLOURS if not traffic.get(c)]
     if not free:
-        raise DeploymentNameError(f"both {DEPLOYMENT_COLOURS} take traffic; name the new deployment explicitly")
+        raise DeploymentNameError(
+            f"both {DEPLOYMENT_COLOURS} take traffic and no rollout left its record on the endpoint, so which "
+            f"one is new is unknown: give one all traffic (`deployflow traffic ENDPOINT blue=100`), or name the "
+            "new deployment explicitly"
+        )
     return next((c for c in free if c not in existing), free[0])
 
 
@@ -95,11 +102,13 @@ class Release:
     package: ModelPackage
     logger: Any = log
     deployment_timeout_s: float = 1800
+    #: the deployment that held all traffic before, when a resumed rollout knows it from the endpoint's ledger
+    previous: str | None = None
 
     @property
     def old(self) -> str | None:
-        """The deployment the release replaces, as the endpoint's traffic says before it starts."""
-        return current_deployment(self.endpoint.traffic, self.spec.name)
+        """The deployment the release replaces: the ledger's, else the one the endpoint's traffic favours now."""
+        return self.previous or current_deployment(self.endpoint.traffic, self.spec.name)
 
     def report(self, status: str, state: RolloutState | None = None, **more: Any) -> dict[str, Any]:
         """What the release did, for XCom and the run's summary."""
@@ -114,35 +123,73 @@ class Release:
             "decisions": [d.to_dict() for d in state.history] if state else [],
         }
 
-    def run(self, plan_for: PlanFor, *, approval: bool | None = None, probe_rate: float = 50.0) -> ReleaseOutcome:
+    def run(
+        self,
+        plan_for: PlanFor,
+        *,
+        approval: bool | None = None,
+        probe_rate: float = 50.0,
+        record: DecisionRecord | None = None,
+        history: tuple[Decision, ...] = (),
+        on_decision: Callable[[RolloutState], None] | None = None,
+    ) -> ReleaseOutcome:
         """The whole sequence, from wherever the endpoint stands.
 
+        ``history`` holds verdicts an earlier try already gave (read back from the endpoint);
+        ``on_decision`` sees the state before traffic first moves and after every verdict.
         Raises ReleaseError before any traffic moved, ``runner.RolledBack`` after a rollback, and
         ``RolloutStateError`` when the endpoint's traffic is not one the rollout made.
         """
+        record = record or DecisionRecord(self.spec.endpoint, self.spec.name, self.old, str(self.spec.model))
         self.ensure_deployment()
         self.smoke_test()
         self.warm_up()
         endpoint, new = self.spec.endpoint, self.spec.name
         if self.old is None:
-            self.logger.info("endpoint %s: traffic {%s: 100} (first release: nothing to compare with)", endpoint, new)
+            line = f"endpoint {endpoint}: traffic {{{new}: 100}} (first release: nothing to compare with)"
+            self.logger.info("%s", line)
             self.platform.set_traffic(endpoint, traffic={new: 100}, mirror_traffic={})
+            record.event("traffic", line, traffic={new: 100}, mirror={})
+            record.end(FIRST_RELEASE)
             return ReleaseOutcome(self.report(FIRST_RELEASE))
         plan = plan_for(bool(self.endpoint.compute))
         probe = Probe(self.platform, endpoint, self.package.sample_request_body(), rate=probe_rate)
+        gauges = Gauges(probe, live=self._live_metrics(), shadow_requests=self._shadow_requests(plan))
+        state = RolloutState(plan, history)
+        if on_decision:
+            on_decision(state)
         progress = drive_rollout(
             self.platform,
             endpoint=endpoint,
             new=new,
             old=self.old,
-            state=RolloutState(plan),
-            probe=probe,
+            state=state,
+            probe=gauges,
             approval=approval,
             logger=self.logger,
+            record=record,
+            on_decision=on_decision,
         )
         if progress.finish is None:
             return ReleaseOutcome(self.report(AWAITING_APPROVAL, progress.state, question=progress.question))
         return ReleaseOutcome(self.report(COMPLETED, progress.state), finish=progress.finish)
+
+    def _live_metrics(self) -> LiveMetrics | None:
+        try:
+            return self.platform.live_metrics()
+        except Exception as e:  # noqa: BLE001 - no live metrics is a reason to use the probe, not to fail
+            self.logger.warning("no live metrics for endpoint %s (%s): gates judge the probe", self.spec.endpoint, e)
+            return None
+
+    def _shadow_requests(self, plan: RolloutPlan) -> list[bytes]:
+        """What a mirror step's shadow comparison sends both deployments: the samples, and the plan's file."""
+        requests = [sample.body for sample in self.package.samples()]
+        if plan.shadow_requests:
+            try:
+                requests += load_requests(plan.shadow_requests)
+            except (OSError, ValueError) as e:
+                raise ReleaseRefused(f"rollout plan shadow_requests: {e}") from e
+        return requests
 
     def ensure_deployment(self) -> None:
         """The new deployment, serving the model, at no traffic: kept if it already is, else created."""

@@ -1,7 +1,10 @@
 """Drive a rollout plan against a platform: the loop between the pure controller and the endpoint.
 
-Reads the endpoint's traffic before every decision, acts, measures gate windows with the
-probe, and rolls back on a failed gate. No Airflow: the operator and the benchmark both use it.
+Reads the endpoint's traffic before every decision, acts, measures gate windows — on the
+traffic users send when there is enough of it (live metrics), on the probe's otherwise —
+compares shadow answers at mirror steps, bakes after 100 %, rolls back on a failed gate, and
+writes every change and window into the decision record. No Airflow: the operator and the
+benchmark both use it.
 """
 
 from __future__ import annotations
@@ -16,8 +19,20 @@ from deployflow.platform.base import MLPlatform
 from deployflow.platform.cleanup import remove_quietly
 from deployflow.rollout.actions import Action, AskApproval, Finish, Observe, RollBack, SetTraffic
 from deployflow.rollout.controller import RolloutState, next_action
-from deployflow.rollout.gates import GateResult, GateSpec, WindowStats, early_failure, evaluate_gate
-from deployflow.rollout.probe import Probe
+from deployflow.rollout.gates import (
+    GateResult,
+    GateSpec,
+    Verdict,
+    WindowStats,
+    agreement_check,
+    early_failure,
+    evaluate_gate,
+)
+from deployflow.rollout.live import LiveMetrics, LiveMetricsError
+from deployflow.rollout.probe import SLICE_S, Probe
+from deployflow.rollout.record import DecisionRecord
+from deployflow.rollout.shadow import Agreement, compare_deployments
+from deployflow.rollout.steps import MirrorStep
 
 log = logging.getLogger(__name__)
 ActionHook = Callable[[Action, float], None]
@@ -57,6 +72,27 @@ def roll_back(platform: MLPlatform, endpoint: str, new: str, old: str, logger: A
         logger.info("endpoint %s: deleted deployment %s", endpoint, new)
 
 
+@dataclass
+class Gauges:
+    """What a gate window is measured with: the probe always; live metrics and shadow requests when given."""
+
+    probe: Probe
+    live: LiveMetrics | None = None
+    shadow_requests: list[bytes] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One window's verdict and the numbers behind it, for the state and the decision record."""
+
+    result: GateResult
+    source: str
+    source_note: str
+    new: WindowStats | None
+    old: WindowStats | None
+    agreement: Agreement | None = None
+
+
 def drive_rollout(
     platform: MLPlatform,
     *,
@@ -64,56 +100,201 @@ def drive_rollout(
     new: str,
     old: str,
     state: RolloutState,
-    probe: Probe,
+    probe: Probe | Gauges,
     approval: bool | None = None,
     logger: Any = log,
     on_action: ActionHook | None = None,
+    record: DecisionRecord | None = None,
+    on_decision: Callable[[RolloutState], None] | None = None,
 ) -> RolloutProgress:
-    """Run the plan from wherever the endpoint stands; raise RolledBack after a rollback."""
+    """Run the plan from wherever the endpoint stands; raise RolledBack after a rollback.
+
+    ``on_decision`` sees the state after every recorded verdict (the operator keeps it on the
+    platform, so a new try can resume).
+    """
+    gauges = probe if isinstance(probe, Gauges) else Gauges(probe)
+    record = record or DecisionRecord(endpoint, new, old, "")
+    record.plan = state.plan.to_dict()
     progress = RolloutProgress(state)
+    last_index = len(state.plan.steps) - 1
     while True:
         observed = platform.get_endpoint(endpoint)
         action = next_action(progress.state, observed.traffic, observed.mirror_traffic, new, old, endpoint=endpoint)
+        if isinstance(action, Finish) and progress.state.plan.bake_s > 0 and not _baked(progress.state, last_index):
+            action = Observe(
+                progress.state.plan.bake_s,
+                last_index,
+                f"endpoint {endpoint}: {new} holds all traffic; baking for {progress.state.plan.bake_s:g} s "
+                f"on users' traffic while {old} still exists",
+            )
         logger.info("%s", action.line)
         if on_action:
             on_action(action, time.monotonic())
         if isinstance(action, SetTraffic):
             platform.set_traffic(endpoint, traffic=action.traffic, mirror_traffic=action.mirror)
             progress.traffic_changes.append(action.line)
+            record.event("traffic", action.line, traffic=action.traffic, mirror=action.mirror)
         elif isinstance(action, Observe):
-            result = _measure_gate(probe, progress.state.plan.gates, action.window_s, new, old, logger)
-            progress.state = progress.state.record_gate(action.step_index, result)
+            step = progress.state.plan.steps[action.step_index]
+            bake = action.step_index == last_index
+            started = record.elapsed()
+            measured = measure_window(
+                platform, gauges, progress.state.plan, action.window_s, endpoint, new, old,
+                shadow=isinstance(step, MirrorStep), logger=logger,
+            )  # fmt: skip
+            progress.state = progress.state.record_gate(action.step_index, measured.result)
+            record.window(
+                step_index=action.step_index, step=step.to_text(), t_start_s=started, traffic=observed.traffic,
+                mirror=observed.mirror_traffic, source=measured.source, source_note=measured.source_note,
+                new=measured.new, old=measured.old, gates=progress.state.plan.gates, result=measured.result,
+                agreement=measured.agreement.to_dict() if measured.agreement else None, bake=bake,
+            )  # fmt: skip
             logger.info(
-                "gate of step %d: %s; %s", action.step_index + 1, result.verdict.value, "; ".join(result.reasons)
+                "%s of step %d (%s): %s; %s",
+                "bake" if bake else "gate",
+                action.step_index + 1,
+                measured.source,
+                measured.result.verdict.value,
+                "; ".join(measured.result.reasons),
             )
+            if on_decision:
+                on_decision(progress.state)
         elif isinstance(action, AskApproval):
             if approval is None:
                 progress.question = action.question
+                record.event("approval", f"asked: {action.question}")
                 return progress
             progress.state = progress.state.record_approval(action.step_index, approval)
+            record.event("approval", f"answered: {'approved' if approval else 'rejected'}")
             approval = None  # one answer covers one approval step
+            if on_decision:
+                on_decision(progress.state)
         elif isinstance(action, RollBack):
             roll_back(platform, endpoint, new, old, logger)
+            record.event("rollback", action.line, traffic=action.traffic, mirror={})
+            record.end("rolled_back")
             raise RolledBack(
                 f"rollout of {new} on {endpoint} rolled back: " + "; ".join(action.reasons), progress.state
             )
         elif isinstance(action, Finish):
+            record.event("finish", action.line, traffic={new: 100}, mirror={})
+            record.end("completed")
             progress.finish = action
             return progress
 
 
-def _measure_gate(probe: Probe, gates: GateSpec, window_s: float, new: str, old: str, logger: Any) -> GateResult:
-    """The gate's verdict on one window of probe load, ended early once the new deployment has
-    made more errors than the whole window may hold."""
-    expected = round(probe.rate * window_s)
-    certain: list[GateResult] = []
+def _baked(state: RolloutState, last_index: int) -> bool:
+    return any(d.step_index == last_index and d.outcome == Verdict.PASS.value for d in state.history)
 
-    def cut_short(so_far: WindowStats) -> bool:
-        failure = early_failure(gates, so_far, expected_requests=expected)
-        if failure is not None:
-            certain.append(failure)
-            logger.info("gate window cut short after %d of %d requests to %s", so_far.requests, expected, new)
-        return failure is not None
 
-    candidate, baseline = probe.measure(window_s, new, old, cut_short=cut_short)
-    return certain[0] if certain else evaluate_gate(gates, candidate, baseline)
+def measure_window(
+    platform: MLPlatform,
+    gauges: Gauges,
+    plan: Any,
+    window_s: float,
+    endpoint: str,
+    new: str,
+    old: str,
+    *,
+    shadow: bool = False,
+    logger: Any = log,
+) -> Measured:
+    """Measure one window as the plan's ``gate_source`` says, end it early once failure is certain,
+    and judge it; at a mirror step, compare shadow answers too."""
+    gates: GateSpec = plan.gates
+    mode = plan.gate_source
+    live, mark, live_note = gauges.live, None, ""
+    if mode != "probe" and live is None:
+        live_note = "no live metrics for this endpoint"
+    elif mode != "probe":
+        try:
+            mark = live.mark(endpoint)
+        except LiveMetricsError as e:
+            live_note = str(e)
+    started = time.monotonic()
+    certain: list[tuple[str, GateResult]] = []
+
+    def live_so_far() -> dict[str, WindowStats]:
+        if mark is None:
+            return {}
+        try:
+            return live.since(mark, endpoint)
+        except LiveMetricsError as e:
+            logger.warning("%s", e)
+            return {}
+
+    def cut_short(probe_so_far: WindowStats | None) -> bool:
+        elapsed = max(time.monotonic() - started, 1e-3)
+        seen = live_so_far().get(new)
+        for source, stats in (("live", seen), ("probe", probe_so_far if mode != "live" else None)):
+            if stats is None or not stats.requests:
+                continue
+            expected = round(stats.requests * window_s / elapsed)
+            failure = early_failure(gates, stats, expected_requests=expected)
+            if failure is not None:
+                certain.append((source, failure))
+                logger.info("window cut short: %s traffic to %s has failed for certain", source, new)
+                return True
+        return False
+
+    probe_new: WindowStats | None = None
+    probe_old: WindowStats | None = None
+    if mode == "live":
+        _wait(window_s, lambda: cut_short(None))
+    else:
+        probe_new, probe_old = gauges.probe.measure(window_s, new, old, cut_short=cut_short)
+    agreement = None
+    if shadow and gauges.shadow_requests:
+        agreement = compare_deployments(
+            platform, endpoint, new, old, gauges.shadow_requests,
+            rel_tol=gates.agreement_rel_tol, abs_tol=gates.agreement_abs_tol,
+        )  # fmt: skip
+    seen = live_so_far()
+    live_new, live_old = seen.get(new), seen.get(old)
+    live_count = live_new.requests if live_new else 0
+    if certain:
+        source, result = certain[0]
+        stats = (live_new, live_old) if source == "live" else (probe_new, probe_old)
+        return _with_agreement(Measured(result, source, "ended early", *stats), gates, agreement, new, old)
+    if mode == "live" or (mode == "auto" and live_count >= gates.min_requests):
+        live_new = live_new or WindowStats(0, deployment=new)
+        note = f"{live_count} users' requests to {new} in the window" + (f"; {live_note}" if live_note else "")
+        baseline = live_old
+        if (baseline is None or baseline.requests < gates.min_requests) and probe_old is not None:
+            baseline = probe_old  # e.g. the bake: the old deployment has no users' traffic left to compare with
+            note += f"; {old} compared by the probe's requests"
+        measured = Measured(evaluate_gate(gates, live_new, baseline), "live", note, live_new, baseline)
+    elif mode == "both":
+        live_new = live_new or WindowStats(0, deployment=new)
+        judged = [evaluate_gate(gates, live_new, live_old), evaluate_gate(gates, probe_new, probe_old)]
+        measured = Measured(_worst(judged), "live+probe", live_note or "both judged", live_new, live_old)
+    else:
+        why = live_note or f"only {live_count} users' requests to {new}, fewer than min_requests={gates.min_requests}"
+        note = why if mode == "auto" else "the plan asks for the probe"
+        measured = Measured(evaluate_gate(gates, probe_new, probe_old), "probe", note, probe_new, probe_old)
+    return _with_agreement(measured, gates, agreement, new, old)
+
+
+def _with_agreement(measured: Measured, gates: GateSpec, agreement: Agreement | None, new: str, old: str) -> Measured:
+    if agreement is None:
+        return measured
+    check = agreement_check(gates, agreement.compared, agreement.agreed, new, old)
+    result = _worst([measured.result, check]) if check else measured.result
+    return Measured(result, measured.source, measured.source_note, measured.new, measured.old, agreement)
+
+
+def _worst(results: list[GateResult]) -> GateResult:
+    for verdict in (Verdict.FAIL, Verdict.INCONCLUSIVE):
+        lines = tuple(line for r in results if r.verdict is verdict for line in r.reasons)
+        if lines:
+            return GateResult(verdict, lines)
+    return GateResult(Verdict.PASS, tuple(line for r in results for line in r.reasons))
+
+
+def _wait(window_s: float, cut_short: Callable[[], bool]) -> None:
+    """Wait out a window in slices, asking after each whether it may end early."""
+    deadline = time.monotonic() + window_s
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(SLICE_S, left))
+        if cut_short():
+            return
