@@ -137,13 +137,16 @@ def test_a_slower_tail_on_a_noisy_machine_is_not_a_regression_under_the_floor():
 def test_a_tail_ratio_from_too_few_answers_is_not_judged_but_said():
     """The 212.9 ms against 19.4 ms of a 10 s window: a p99 from 500 answers rests on its five slowest."""
     spec = GateSpec(max_p99_ratio=3.0, max_p99_ms=1000)
-    result = evaluate_gate(spec, green(500, p99_ms=212.9), blue(500, p99_ms=19.4))
+    result = evaluate_gate(spec, green(500, p95_ms=31.0, p99_ms=212.9), blue(500, p95_ms=16.0, p99_ms=19.4))
     assert result.verdict is Verdict.PASS
     assert result.reasons[-1] == (
-        "green: p99 ratio not judged: 500 and 500 answers, fewer than the 1000 a p99 needs (10 beyond it) on each side"
+        "green: p99 (judged by p95: too few answers for p99) latency 31.0 ms is 1.94× blue's 16.0 ms (+15.0 ms), "
+        "within the limit of 3×"
     )
-    slow = evaluate_gate(spec, green(500, p99_ms=1500.0), blue(500, p99_ms=19.4))
-    assert slow.verdict is Verdict.FAIL, "the absolute limit is judged on any window"
+    slow = evaluate_gate(spec, green(500, p95_ms=1200.0, p99_ms=1500.0), blue(500, p95_ms=16.0, p99_ms=19.4))
+    assert slow.verdict is Verdict.FAIL, "a slow model is still caught, by the percentile the window can bear"
+    tiny = evaluate_gate(GateSpec(max_p99_ms=1000, min_requests=5), green(10, p99_ms=5000.0), None)
+    assert tiny.verdict is Verdict.PASS and "too few for any percentile" in tiny.reasons[-1]
 
 
 def test_tail_samples_needed_per_percentile():

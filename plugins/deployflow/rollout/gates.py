@@ -91,12 +91,13 @@ class GateSpec:
     new deployment.
 
     Ratios compare the new deployment's percentile with the current one's, and on a shared,
-    noisy machine a tail percentile moves a lot between two windows of the same model. So a
-    ratio decides only (1) when each side has at least `min_tail_samples` answers beyond the
-    percentile (a p99 from 1,000 answers rests on its 10 slowest; from 100 on its slowest one),
-    and (2) when the new deployment is slower by more than `latency_ratio_floor_ms` as well: a
-    regression is a ratio above the limit *and* a difference above the floor. The absolute
-    limits (`max_p99_ms`) are judged on any window.
+    noisy machine a tail percentile moves a lot between two windows of the same model. So
+    (1) a percentile is judged only when each side has at least `min_tail_samples` answers
+    beyond it (a p99 from 1,000 answers rests on its 10 slowest; from 100, on its slowest one);
+    with fewer, the highest percentile the window can bear stands in (p95, then p50), and the
+    reason says so; and (2) a ratio is a regression only when the new deployment is slower by
+    more than `latency_ratio_floor_ms` as well: a ratio above the limit *and* a difference
+    above the floor. The same stand-in rule applies to the absolute limits (`max_p99_ms`).
     """
 
     max_error_rate: float | None = 0.01
@@ -277,40 +278,63 @@ def _latency_checks(
 ) -> list[tuple[Verdict, str]]:
     limit_ms = getattr(spec, f"max_{percentile}_ms")
     limit_ratio = getattr(spec, f"max_{percentile}_ratio")
-    measured = getattr(candidate, f"{percentile}_ms")
     new = candidate.deployment or "new deployment"
-    checks: list[tuple[Verdict, str]] = []
     if limit_ms is None and (limit_ratio is None or baseline is None):
-        return checks
-    if measured is None:
+        return []
+    if getattr(candidate, f"{percentile}_ms") is None:
         return [(Verdict.INCONCLUSIVE, f"{new}: {percentile} latency was not measured")]
+    if limit_ratio is not None and baseline is not None and baseline.requests < spec.min_requests:
+        old = baseline.deployment or "current deployment"
+        return [(Verdict.INCONCLUSIVE, f"{new}: {old} has no {percentile} latency from {spec.min_requests}+ requests")]
+    judged = judged_percentile(spec, percentile, candidate, baseline if limit_ratio is not None else None)
+    if judged is None:
+        return [(Verdict.PASS, f"{new}: {percentile} not judged: {candidate.answered} answers are too few for any "
+                               f"percentile ({spec.min_tail_samples} beyond it)")]  # fmt: skip
+    measured = getattr(candidate, f"{judged}_ms")
+    stand_in = f"{percentile} (judged by {judged}: too few answers for {percentile})"
+    name = percentile if judged == percentile else stand_in
+    checks: list[tuple[Verdict, str]] = []
     if limit_ms is not None:
         over = _above(measured, limit_ms)
         verb = "is above" if over else "is within"
-        line = f"{new}: {percentile} latency {_ms(measured)} {verb} the limit of {_ms(limit_ms)}"
-        checks.append((Verdict.FAIL if over else Verdict.PASS, line))
+        checks.append((Verdict.FAIL if over else Verdict.PASS,
+                       f"{new}: {name} latency {_ms(measured)} {verb} the limit of {_ms(limit_ms)}"))  # fmt: skip
     if limit_ratio is not None and baseline is not None:
-        checks.append(_latency_ratio_check(spec, percentile, limit_ratio, measured, candidate, baseline))
+        checks.append(_latency_ratio_check(spec, judged, name, limit_ratio, measured, candidate, baseline))
     return checks
 
 
+def judged_percentile(
+    spec: GateSpec, percentile: str, candidate: WindowStats, baseline: WindowStats | None
+) -> str | None:
+    """The percentile a window can bear: the one asked for when both sides have ``min_tail_samples``
+    answers beyond it, else the highest lower one (p95, then p50) that they have; None if none."""
+    order = [p for p in ("p99", "p95", "p50") if int(p[1:]) <= int(percentile[1:])]
+    for candidate_percentile in order:
+        needed = tail_samples_needed(candidate_percentile, spec.min_tail_samples)
+        sides = [candidate] + ([baseline] if baseline is not None else [])
+        if all(s.answered >= needed and getattr(s, f"{candidate_percentile}_ms") is not None for s in sides):
+            return candidate_percentile
+    return None
+
+
 def _latency_ratio_check(
-    spec: GateSpec, percentile: str, limit: float, measured: float, candidate: WindowStats, baseline: WindowStats
+    spec: GateSpec,
+    percentile: str,
+    name: str,
+    limit: float,
+    measured: float,
+    candidate: WindowStats,
+    baseline: WindowStats,
 ) -> tuple[Verdict, str]:
-    """Slower than the current deployment by the ratio *and* by the floor, on enough tail samples."""
+    """Slower than the current deployment by the ratio *and* by the floor."""
     new = candidate.deployment or "new deployment"
     old = baseline.deployment or "current deployment"
     base = getattr(baseline, f"{percentile}_ms")
     if baseline.requests < spec.min_requests or not base:
         return Verdict.INCONCLUSIVE, f"{new}: {old} has no {percentile} latency from {spec.min_requests}+ requests"
-    needed = tail_samples_needed(percentile, spec.min_tail_samples)
-    if min(candidate.answered, baseline.answered) < needed:
-        return Verdict.PASS, (
-            f"{new}: {percentile} ratio not judged: {candidate.answered} and {baseline.answered} answers, fewer "
-            f"than the {needed} a {percentile} needs ({spec.min_tail_samples} beyond it) on each side"
-        )
     ratio, slower = measured / base, measured - base
-    compared = f"{new}: {percentile} latency {_ms(measured)} is {ratio:.2f}× {old}'s {_ms(base)} ({slower:+.1f} ms)"
+    compared = f"{new}: {name} latency {_ms(measured)} is {ratio:.2f}× {old}'s {_ms(base)} ({slower:+.1f} ms)"
     if not _above(ratio, limit):
         return Verdict.PASS, f"{compared}, within the limit of {limit:g}×"
     if not _above(slower, spec.latency_ratio_floor_ms):
