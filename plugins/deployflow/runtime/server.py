@@ -30,7 +30,7 @@ async def serve(config: RuntimeConfig, *, ready: asyncio.Event | None = None) ->
     """Serve until SIGTERM or SIGINT, then stop every replica; state stays in the data dir."""
     token = load_or_create_token(config)
     runtime = Runtime(config)
-    router = Router(runtime, config.max_body_bytes)
+    router = Router(runtime, config.max_body_bytes, metrics=config.metrics)
     control = _ControlPlane(
         uvicorn.Config(
             create_app(runtime, token), host=config.host, port=config.control_port,
