@@ -175,7 +175,8 @@ class Router:
             tried.add(replica)
             replica.inflight += 1
             try:
-                return await asyncio.wait_for(self.upstreams.exchange(replica, payload), deadline - loop.time())
+                async with asyncio.timeout_at(deadline):  # no task of its own, unlike wait_for
+                    return await self.upstreams.exchange(replica, payload)
             except NoAnswer as e:
                 replica.mark_dead()
                 lost += e.sent
