@@ -65,12 +65,14 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
     server.stop()
 
 
+@pytest.mark.slow
 def test_query_returns_labels_and_values_of_a_vector_and_a_scalar(prometheus: PrometheusServer) -> None:
     vector = query(prometheus.url, 'label_replace(vector(2.5), "deployment", "blue", "", "")')
     assert vector == [({"deployment": "blue"}, 2.5)]
     assert query(prometheus.url, "scalar(vector(4))") == [({}, 4.0)]
 
 
+@pytest.mark.slow
 def test_query_says_what_prometheus_refused(prometheus: PrometheusServer) -> None:
     with pytest.raises(MetricsError, match=r"Prometheus refused 'rate\(\(': bad_data"):
         query(prometheus.url, "rate((")
@@ -78,6 +80,7 @@ def test_query_says_what_prometheus_refused(prometheus: PrometheusServer) -> Non
         query(prometheus.url, "up[1m]")
 
 
+@pytest.mark.slow
 def test_prometheus_command_becomes_the_server_on_loopback(tmp_path: Path) -> None:
     """``python -m deployflow.metrics.prometheus`` (what ./dev up runs) execs the server: its pid is the server's."""
     if find_binary() is None:
