@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from pathlib import Path
 
 import httpx
 import psutil
@@ -125,7 +126,7 @@ def test_prometheus_counts_live_and_mirrored_requests_by_deployment_and_class(
     assert errors == [({}, float(BAD_LIVE + expected["green", "mirror", "4xx"]))]
 
 
-def test_metrics_are_off_with_no_metrics(tmp_path) -> None:
+def test_metrics_are_off_with_no_metrics(tmp_path: Path) -> None:
     runtime = RuntimeProcess(tmp_path / "data", extra_args=["--no-metrics"])
     runtime.start()
     try:
