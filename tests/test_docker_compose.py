@@ -17,6 +17,8 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
+from deployflow.metrics.prometheus import config_text
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
@@ -25,7 +27,9 @@ PYPROJECT = REPO_ROOT / "pyproject.toml"
 
 AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
 ONE_SHOT_SERVICES = frozenset({"airflow-init"})
-REQUIRED_SERVICES = frozenset({*AIRFLOW_SERVICES, *ONE_SHOT_SERVICES, "postgres", "azurite", "deployflow-runtime"})
+REQUIRED_SERVICES = frozenset(
+    {*AIRFLOW_SERVICES, *ONE_SHOT_SERVICES, "postgres", "azurite", "deployflow-runtime", "prometheus"}
+)
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "[::1]"})
 COMPOSE_VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?::?-(?P<default>[^}]*))?\}")
 URL_HOST = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?P<host>[^/:;?\s\"']+)(?::(?P<port>\d+))?")
@@ -276,3 +280,33 @@ def test_every_connection_a_batch_use_case_names_is_defined_for_the_airflow_serv
         use_case = json.loads(config.read_text())
         for key in ("ml_platform_conn_id", "storage_conn_id"):
             assert use_case[key] in defined, f"{config.name}: {key} {use_case[key]!r} is not defined in compose"
+
+
+def mounted_prometheus_config(service: Service) -> Path:
+    """The repository file mounted as the Prometheus service's prometheus.yml."""
+    for volume in service.get("volumes", []):
+        source, target = interpolated(str(volume)).split(":")[:2]
+        if target == "/etc/prometheus/prometheus.yml":
+            return REPO_ROOT / source
+    raise AssertionError(f"prometheus mounts no /etc/prometheus/prometheus.yml: {service.get('volumes')}")
+
+
+def test_prometheus_scrapes_the_runtime_control_plane_metrics(services: dict[str, Service]) -> None:
+    service = services["prometheus"]
+    assert str(service["image"]).startswith("prom/prometheus:"), service["image"]
+    assert dependencies(service).get("deployflow-runtime") == "service_healthy"
+    path = mounted_prometheus_config(service)
+    assert path.is_file(), f"prometheus mounts {path}, which is not in the repository"
+    config = yaml.safe_load(path.read_text())
+    control_port = int(command_option(services["deployflow-runtime"], "--control-port"))
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"] == [{"targets": [f"deployflow-runtime:{control_port}"]}]
+    assert "prometheus-data:/prometheus" in service["volumes"], "its time series must outlive the container"
+
+
+def test_compose_prometheus_config_is_what_dev_up_writes_with_the_compose_address(services: dict[str, Service]) -> None:
+    """One scrape setup (interval, job, path) for both stacks: the file is the generator's output for the service."""
+    path = mounted_prometheus_config(services["prometheus"])
+    control_port = int(command_option(services["deployflow-runtime"], "--control-port"))
+    assert yaml.safe_load(path.read_text()) == yaml.safe_load(config_text(f"deployflow-runtime:{control_port}"))

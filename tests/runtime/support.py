@@ -41,7 +41,9 @@ class RuntimeProcess:
             "--control-port", str(self.control_port), "--router-port", str(self.router_port),
             "--env-cache-dir", str(ENV_CACHE), *self.extra_args,
         ]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(REPO / "plugins")}
+        # The repository's plugins first; what the caller had on PYTHONPATH stays importable after them.
+        paths = [str(REPO / "plugins"), *filter(None, [os.environ.get("PYTHONPATH")])]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from deployflow.platform.specs import DeploymentSpec, ModelRef
+from deployflow.platform.specs import DeploymentSpec, ModelRef, RequestSettings
 from deployflow.runtime.serving.endpoints import DeploymentRuntime
+from deployflow.runtime.serving.metrics import BUCKETS_S, TrafficSeries
 from deployflow.runtime.serving.replicas import Replica, ReplicaState
 from deployflow.runtime.serving.router import Request, Router
+from deployflow.runtime.serving.upstream import SPARE_IDLE_S
 
 GOOD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n[151.0]"
 HEADERS_ONLY = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n"
@@ -52,8 +55,11 @@ class StandIn:
         writer.close()
 
 
-def deployment_of(tmp_path: Path, *servers: StandIn) -> DeploymentRuntime:
-    spec = DeploymentSpec(endpoint="ep-router", name="blue", model=ModelRef("m", "1"), instance_count=len(servers))
+def deployment_of(tmp_path: Path, *servers: StandIn, timeout_ms: int = 5000) -> DeploymentRuntime:
+    spec = DeploymentSpec(
+        endpoint="ep-router", name="blue", model=ModelRef("m", "1"), instance_count=len(servers),
+        request_settings=RequestSettings(request_timeout_ms=timeout_ms),
+    )  # fmt: skip
     deployment = DeploymentRuntime("ep-router", "blue", spec, enforcement="none")
     for index, server in enumerate(servers):
         replica = Replica(f"ep-router.blue.{index}", python=Path("python"), package_dir=tmp_path, worker_count=1,
@@ -112,3 +118,72 @@ def test_a_request_that_two_replicas_die_holding_is_not_sent_to_a_third(tmp_path
     assert status == 502 and connections == 2
     assert "went away while holding this request" in json.loads(body)["error"]["message"]
     assert states.count(ReplicaState.READY) == 1  # one replica was never sent it, and still serves
+
+
+class Silent(StandIn):
+    """Reads the request and never answers: the deployment's request timeout decides."""
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        await reader.read()  # until the router gives up and closes
+
+
+def test_timeouts_and_refused_connections_are_counted_for_the_live_metrics(tmp_path: Path) -> None:
+    async def scenario(router: Router) -> tuple[int, int, TrafficSeries, TrafficSeries]:
+        async with Silent(b"") as silent:
+            late = deployment_of(tmp_path, silent, timeout_ms=200)
+            gone = deployment_of(tmp_path, silent, timeout_ms=200)
+            timed_out = (await score(router, late)).status
+        # the server has closed: its port refuses
+        refused = (await score(router, gone)).status
+        return timed_out, refused, late.metrics.live, gone.metrics.live
+
+    timed_out, refused, late, gone = run(scenario)  # type: ignore[misc]
+
+    assert (timed_out, late.timeouts, late.no_answer, late.by_class[5]) == (504, 1, 0, 1)
+    assert sum(late.buckets[: bisect_left(BUCKETS_S, 0.2)]) == 0, "the timed-out request took its 200 ms"
+    assert (refused, gone.timeouts, gone.no_answer, gone.by_class[5]) == (503, 0, 1, 1)
+
+
+class Counting(StandIn):
+    """Answers each request; remembers, per connection, whether a request came on it, and when one closed unused."""
+
+    def __init__(self, reply: bytes) -> None:
+        super().__init__(reply)
+        self.used: list[bool] = []
+        self.closed_unused = asyncio.Event()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        index = len(self.used)
+        self.used.append(False)
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            self.closed_unused.set()
+            return
+        self.used[index] = True
+        writer.write(self.reply)
+        await writer.drain()
+        writer.close()
+
+
+def test_each_answer_leaves_a_spare_connection_that_the_next_request_takes_and_an_unused_one_is_closed(
+    tmp_path: Path,
+) -> None:
+    """The spare saves the connect; closed soon when unused, it cannot hold a sync worker from a health probe."""
+
+    async def scenario(router: Router) -> tuple[list[int], float, list[bool]]:
+        async with Counting(GOOD) as replica:
+            deployment = deployment_of(tmp_path, replica)
+            statuses = [(await score(router, deployment)).status for _ in range(5)]
+            loop = asyncio.get_running_loop()
+            last_answer = loop.time()
+            await asyncio.wait_for(replica.closed_unused.wait(), SPARE_IDLE_S + 2)
+            return statuses, loop.time() - last_answer, list(replica.used)
+
+    statuses, idle, used = run(scenario)  # type: ignore[misc]
+
+    assert statuses == [200] * 5
+    assert used == [True] * 5 + [False]  # 5 requests on 6 connections: each but the first found one ready
+    assert SPARE_IDLE_S - 0.1 < idle < SPARE_IDLE_S + 0.5

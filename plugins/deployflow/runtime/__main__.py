@@ -40,6 +40,10 @@ def parse_args(argv: list[str] | None = None) -> RuntimeConfig:
         help="batch worker processes at once, across jobs; a job waits as Queued until it has its slots "
         f"(default: one per core, {DEFAULT_BATCH_SLOTS})",
     )  # fmt: skip
+    parser.add_argument(
+        "--no-metrics", action="store_true",
+        help="do not count answers for GET /metrics (to measure what counting costs the router)",
+    )  # fmt: skip
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     if args.batch_slots < 1:
@@ -55,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> RuntimeConfig:
         batch_warm_idle_s=max(args.batch_warm_idle_s, 0.0),
         batch_slots=args.batch_slots,
         enforcement=Enforcement(args.enforcement) if args.enforcement else None,
+        metrics=not args.no_metrics,
     )
 
 

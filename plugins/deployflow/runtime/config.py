@@ -38,6 +38,7 @@ class RuntimeConfig:
     batch_warm_idle_s: float = DEFAULT_BATCH_WARM_IDLE_S
     batch_slots: int = DEFAULT_BATCH_SLOTS
     enforcement: Enforcement | None = None
+    metrics: bool = True
 
     @property
     def environments_dir(self) -> Path:

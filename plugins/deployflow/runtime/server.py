@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ async def serve(config: RuntimeConfig, *, ready: asyncio.Event | None = None) ->
     """Serve until SIGTERM or SIGINT, then stop every replica; state stays in the data dir."""
     token = load_or_create_token(config)
     runtime = Runtime(config)
-    router = Router(runtime, config.max_body_bytes)
+    router = Router(runtime, config.max_body_bytes, metrics=config.metrics)
     control = _ControlPlane(
         uvicorn.Config(
             create_app(runtime, token), host=config.host, port=config.control_port,
@@ -54,6 +55,10 @@ async def serve(config: RuntimeConfig, *, ready: asyncio.Event | None = None) ->
             "deployflow runtime ready: control plane %s, router on port %s, data in %s, admin token in %s",
             config.control_url(), config.router_port, config.data_dir, config.token_file,
         )  # fmt: skip
+        # Everything loaded so far (FastAPI, pydantic, the restored endpoints) lives as long as the
+        # process: keep it out of the cyclic collector's passes, which otherwise walk it again and
+        # again as requests allocate (~8 % of the router's CPU, measured with perf).
+        gc.freeze()
         if ready is not None:
             ready.set()
         await stop.wait()

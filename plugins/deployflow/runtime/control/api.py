@@ -2,7 +2,12 @@
 
 Shaped after Azure ML's online endpoints: creating a deployment answers 202 at once and
 provisions in the background, so clients poll ``provisioning_state`` as they would an
-Azure long-running operation. Every route but ``/health`` needs the admin token.
+Azure long-running operation. Every route but ``/health`` and ``/metrics`` needs the admin token.
+
+``GET /metrics`` (the router's live metrics, Prometheus text format) lives here rather than on
+the router's port: a scraper needs neither the admin token nor an endpoint's keys to read it,
+the scoring port serves nothing but scoring, and rendering a scrape stays off the router's
+request parsing. It holds endpoint and deployment names and counts only, never a key.
 """
 
 from __future__ import annotations
@@ -11,10 +16,11 @@ import hmac
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from deployflow.runtime.control.service import Runtime
-from deployflow.runtime.errors import RuntimeApiError, Unauthorized
+from deployflow.runtime.errors import NotFound, RuntimeApiError, Unauthorized
 from deployflow.runtime.schemas import (
     DEPLOYMENT_NAME_PATTERN,
     ENDPOINT_NAME_PATTERN,
@@ -28,6 +34,7 @@ from deployflow.runtime.schemas import (
     ModelRegistration,
     RegenerateKeys,
 )
+from deployflow.runtime.serving.metrics import router_registry
 
 
 def create_app(runtime: Runtime, token: str) -> FastAPI:
@@ -38,6 +45,7 @@ def create_app(runtime: Runtime, token: str) -> FastAPI:
             raise Unauthorized("send the runtime's admin token as 'Authorization: Bearer <token>'")
 
     app = FastAPI(title="deployflow local runtime", version="1")
+    metrics = router_registry(runtime.endpoints)
     secured = [Depends(authorized)]
 
     @app.exception_handler(RuntimeApiError)
@@ -50,6 +58,12 @@ def create_app(runtime: Runtime, token: str) -> FastAPI:
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def router_metrics() -> Response:
+        if not runtime.config.metrics:
+            raise NotFound("router metrics are off: the runtime was started with --no-metrics")
+        return Response(generate_latest(metrics), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
     @app.post("/models", status_code=201, dependencies=secured)
     async def register_model(registration: ModelRegistration) -> Model:

@@ -20,6 +20,7 @@ from deployflow.runtime.schemas import (
     InstanceStatus,
     ProvisioningState,
 )
+from deployflow.runtime.serving.metrics import DeploymentMetrics
 from deployflow.runtime.serving.replicas import Replica, ReplicaState
 
 ROUTABLE = (ProvisioningState.SUCCEEDED, ProvisioningState.UPDATING, ProvisioningState.CREATING)
@@ -80,6 +81,7 @@ class DeploymentRuntime:
         self.replica_ready = asyncio.Event()
         self.provisioning: asyncio.Task[None] | None = None
         self.stats = DeploymentStats()
+        self.metrics = DeploymentMetrics()
         self._turn = 0
 
     @property

@@ -4,8 +4,10 @@
 deployment drawn by the endpoint's traffic weights, or to the one named in the
 ``azureml-model-deployment`` header; a share may be copied to the mirror deployment, whose
 answers are dropped. A replica that fails before answering is replaced by another, so a
-replica's death or a traffic change never fails a request. Written on asyncio protocols
-with httptools because every microsecond here is added to every prediction.
+replica's death or a traffic change never fails a request. Each answer a deployment gives
+is counted for the live metrics (see ``metrics``) unless the runtime runs with ``--no-metrics``.
+Written on asyncio protocols with httptools because every microsecond here is added to every
+prediction.
 """
 
 from __future__ import annotations
@@ -14,17 +16,26 @@ import asyncio
 import json
 import logging
 import re
-import socket
 import uuid
 from collections import deque
 from http import HTTPStatus
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 import httptools
 
-from deployflow.platform import contract
 from deployflow.runtime.serving.endpoints import DeploymentRuntime
+from deployflow.runtime.serving.metrics import NO_ANSWER, TIMEOUT
 from deployflow.runtime.serving.replicas import Replica
+from deployflow.runtime.serving.upstream import (
+    DEPLOYMENT_HEADER,
+    REQUEST_ID_HEADER,
+    Answer,
+    BrokenAnswer,
+    NoAnswer,
+    Upstreams,
+    no_delay,
+)
 
 if TYPE_CHECKING:
     from deployflow.runtime.control.service import Runtime
@@ -32,8 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCORE_PATH = re.compile(rb"^/endpoints/([^/?]+)/score(?:\?.*)?$")
-DEPLOYMENT_HEADER = contract.DEPLOYMENT_HEADER.encode()
-REQUEST_ID_HEADER = b"x-request-id"
 # Not forwarded: they describe one connection, or they are the caller's secret.
 HOP_BY_HOP = frozenset(
     {
@@ -41,8 +50,6 @@ HOP_BY_HOP = frozenset(
         b"upgrade", b"host", b"content-length", b"authorization", REQUEST_ID_HEADER,
     }
 )  # fmt: skip
-RESPONSE_DROPPED = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length",
-                              REQUEST_ID_HEADER, DEPLOYMENT_HEADER})  # fmt: skip
 MAX_ATTEMPTS = 8
 # Replicas that may go away while holding one request before it is answered with a 502: a request
 # that takes down every replica it reaches (a "query of death") must not take down the deployment.
@@ -51,34 +58,12 @@ MAX_MIRRORS_IN_FLIGHT = 64
 REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
-class NoAnswer(Exception):
-    """The replica refused or closed the connection before its answer was complete: it went away
-    (killed, crashed, stopped), often between writing the headers and the body. The caller has
-    seen nothing yet and a scoring call's answer depends on its input alone, so another replica
-    is asked. ``sent`` tells a replica that took the request from one that refused the connection."""
-
-    def __init__(self, message: str, *, sent: bool) -> None:
-        super().__init__(message)
-        self.sent = sent
-
-
-class BrokenAnswer(Exception):
-    """The replica answered with something that is not HTTP: not retried, the caller gets a 502."""
-
-
 def error_body(code: str, message: str) -> bytes:
     return json.dumps({"error": {"code": code, "message": message}}).encode()
 
 
-class Answer:
-    __slots__ = ("status", "headers", "body")
-
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        self.status, self.headers, self.body = status, headers, body
-
-    @classmethod
-    def error(cls, status: int, code: str, message: str) -> Answer:
-        return cls(status, [(b"content-type", b"application/json")], error_body(code, message))
+def error_answer(status: int, code: str, message: str, failure: str | None = None) -> Answer:
+    return Answer(status, [(b"content-type", b"application/json")], error_body(code, message), failure)
 
 
 class Request:
@@ -97,10 +82,12 @@ class Request:
 class Router:
     """Routes scoring requests to the runtime's deployments."""
 
-    def __init__(self, runtime: Runtime, max_body_bytes: int) -> None:
+    def __init__(self, runtime: Runtime, max_body_bytes: int, *, metrics: bool = True) -> None:
         self.runtime = runtime
         self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
         self.server: asyncio.Server | None = None
+        self.upstreams = Upstreams()
         self._mirrors: set[asyncio.Task[None]] = set()
 
     async def start(self, host: str, port: int) -> None:
@@ -112,6 +99,7 @@ class Router:
             self.server.close()
         for task in list(self._mirrors):
             task.cancel()
+        self.upstreams.close()
 
     async def dispatch(self, request: Request) -> tuple[Answer, bytes]:
         """The answer to one request, and the request id it carries."""
@@ -119,27 +107,27 @@ class Router:
         match = SCORE_PATH.match(request.url)
         if match is None:
             path = request.url.decode(errors="replace")
-            return Answer.error(404, "NotFound", f"no route {path}; score at POST /endpoints/<name>/score"), request_id
+            return error_answer(404, "NotFound", f"no route {path}; score at POST /endpoints/<name>/score"), request_id
         if request.method != b"POST":
-            return Answer.error(405, "MethodNotAllowed", "scoring takes POST"), request_id
+            return error_answer(405, "MethodNotAllowed", "scoring takes POST"), request_id
         name = match.group(1).decode(errors="replace")
         endpoint = self.runtime.endpoints.get(name)
         if endpoint is None:
-            return Answer.error(404, "EndpointNotFound", f"no endpoint named {name}"), request_id
+            return error_answer(404, "EndpointNotFound", f"no endpoint named {name}"), request_id
         if not endpoint.authorized(request.headers.get(b"authorization")):
             message = "send one of the endpoint's keys as 'Authorization: Bearer <key>'"
-            return Answer.error(401, "Unauthorized", message), request_id
+            return error_answer(401, "Unauthorized", message), request_id
         pinned = request.headers.get(DEPLOYMENT_HEADER)
         if pinned:
             deployment = endpoint.deployments.get(pinned.decode(errors="replace"))
             if deployment is None or not deployment.routable():
                 message = f"endpoint {name} has no deployment named {pinned.decode(errors='replace')} to serve"
-                return Answer.error(404, "DeploymentNotFound", message), request_id
+                return error_answer(404, "DeploymentNotFound", message), request_id
         else:
             deployment = endpoint.choose()
             if deployment is None:
                 message = f"endpoint {name} has no deployment taking traffic; set its traffic"
-                return Answer.error(503, "NoTrafficDeployment", message), request_id
+                return error_answer(503, "NoTrafficDeployment", message), request_id
             mirror = endpoint.mirror_target()
             if mirror is not None and len(self._mirrors) < MAX_MIRRORS_IN_FLIGHT:
                 task = asyncio.create_task(self._mirror(mirror, request, request_id))
@@ -156,8 +144,15 @@ class Router:
         self, deployment: DeploymentRuntime, request: Request, request_id: bytes, *, mirrored: bool = False
     ) -> Answer:
         """Send to a ready replica and count the answer against the deployment."""
+        if not self.metrics:
+            answer = await self._forward(deployment, request, request_id)
+            deployment.stats.record(answer.status, mirrored=mirrored)
+            return answer
+        started = perf_counter()
         answer = await self._forward(deployment, request, request_id)
         deployment.stats.record(answer.status, mirrored=mirrored)
+        series = deployment.metrics.mirror if mirrored else deployment.metrics.live
+        series.record(answer.status, perf_counter() - started, answer.failure)
         return answer
 
     async def _forward(self, deployment: DeploymentRuntime, request: Request, request_id: bytes) -> Answer:
@@ -172,35 +167,38 @@ class Router:
             if replica is None:
                 replica = await self._wait_for_replica(deployment, deadline)
                 if replica is None:
-                    return Answer.error(
-                        503, "NoReadyInstance", f"deployment {deployment.name} has no instance ready to serve"
-                    )
+                    return error_answer(
+                        503, "NoReadyInstance", f"deployment {deployment.name} has no instance ready to serve",
+                        NO_ANSWER,
+                    )  # fmt: skip
                 tried.clear()
             tried.add(replica)
             replica.inflight += 1
             try:
-                return await asyncio.wait_for(exchange(replica, payload), deadline - loop.time())
+                async with asyncio.timeout_at(deadline):  # no task of its own, unlike wait_for
+                    return await self.upstreams.exchange(replica, payload)
             except NoAnswer as e:
                 replica.mark_dead()
                 lost += e.sent
                 if lost >= MAX_LOST_PER_REQUEST:
-                    return Answer.error(
+                    return error_answer(
                         502, "BadGateway",
                         f"{lost} instances of deployment {deployment.name} went away while holding this request "
-                        "(it may be what stops them); it is not sent to another",
+                        "(it may be what stops them); it is not sent to another", NO_ANSWER,
                     )  # fmt: skip
                 continue
             except BrokenAnswer as e:
-                return Answer.error(502, "BadGateway", f"deployment {deployment.name} gave a broken answer: {e}")
+                message = f"deployment {deployment.name} gave a broken answer: {e}"
+                return error_answer(502, "BadGateway", message, NO_ANSWER)
             except TimeoutError:
-                return Answer.error(
+                return error_answer(
                     504, "RequestTimeout",
                     f"deployment {deployment.name} did not answer within {deployment.timeout_s:g}s "
-                    "(request_settings.request_timeout_ms)",
+                    "(request_settings.request_timeout_ms)", TIMEOUT,
                 )  # fmt: skip
             finally:
                 replica.inflight -= 1
-        return Answer.error(502, "BadGateway", f"no instance of deployment {deployment.name} answered")
+        return error_answer(502, "BadGateway", f"no instance of deployment {deployment.name} answered", NO_ANSWER)
 
     async def _wait_for_replica(self, deployment: DeploymentRuntime, deadline: float) -> Replica | None:
         loop = asyncio.get_running_loop()
@@ -226,80 +224,6 @@ def upstream_request(request: Request, request_id: bytes) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n" + request.body
 
 
-async def exchange(replica: Replica, payload: bytes) -> Answer:
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[Answer] = loop.create_future()
-    try:
-        transport, _ = await loop.create_connection(
-            lambda: UpstreamConnection(payload, done), replica.host, replica.port
-        )
-    except OSError as e:
-        raise NoAnswer(str(e), sent=False) from e
-    try:
-        return await done
-    finally:
-        transport.close()
-
-
-class UpstreamConnection(asyncio.Protocol):
-    """One request to a replica; resolves ``done`` with the parsed answer."""
-
-    def __init__(self, payload: bytes, done: asyncio.Future[Answer]) -> None:
-        self.payload = payload
-        self.done = done
-        self.parser = httptools.HttpResponseParser(self)
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.body: list[bytes] = []
-        self.received = False
-        self.headers_complete = False
-        self.length_known = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        _no_delay(transport)
-        transport.write(self.payload)  # type: ignore[attr-defined]
-
-    def data_received(self, data: bytes) -> None:
-        self.received = True
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as e:
-            self._fail(BrokenAnswer(f"unparseable answer: {e}"))
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        name = name.lower()
-        if name in (b"content-length", b"transfer-encoding"):
-            self.length_known = True
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.headers_complete = True
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        if not self.done.done():
-            self.done.set_result(self._answer())
-
-    def _answer(self) -> Answer:
-        headers = [(n, v) for n, v in self.headers if n not in RESPONSE_DROPPED]
-        return Answer(self.parser.get_status_code(), headers, b"".join(self.body))
-
-    def _fail(self, error: Exception) -> None:
-        if not self.done.done():
-            self.done.set_exception(error)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.done.done():
-            return
-        if not self.received:
-            self._fail(NoAnswer(str(exc) if exc else "connection closed before any answer", sent=True))
-        elif self.headers_complete and not self.length_known:
-            self.done.set_result(self._answer())  # a body delimited by the close itself
-        else:
-            self._fail(NoAnswer("connection closed mid-answer", sent=True))
-
-
 class ClientConnection(asyncio.Protocol):
     """A caller's keep-alive connection; requests on it are answered in order."""
 
@@ -319,7 +243,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        _no_delay(transport)
+        no_delay(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -378,7 +302,7 @@ class ClientConnection(asyncio.Protocol):
         error = task.exception()
         if error is not None:
             log.error("router failed on a request: %r", error)
-            answer, request_id = Answer.error(500, "InternalError", "the router failed; see its log"), b""
+            answer, request_id = error_answer(500, "InternalError", "the router failed; see its log"), b""
         else:
             answer, request_id = task.result()
         self._write(answer, request_id, request.keep_alive)
@@ -401,16 +325,10 @@ class ClientConnection(asyncio.Protocol):
 
     def _reject(self, status: int, code: str, message: str) -> None:
         """Answer a request that cannot be parsed or read, and close: the stream is out of step."""
-        self._write(Answer.error(status, code, message), b"", keep_alive=False)
+        self._write(error_answer(status, code, message), b"", keep_alive=False)
         if self.transport is not None:
             self.transport.close()
 
 
 class _TooLarge(Exception):
     pass
-
-
-def _no_delay(transport: asyncio.BaseTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
