@@ -1,20 +1,28 @@
-"""A controlled rollout under constant live load on the local runtime: failures and timings.
+"""Controlled rollouts under users' traffic on the local runtime: what users saw, and how fast it reacted.
 
-Starts a runtime, serves the sample model (blue), and keeps a constant open-loop load on the
-endpoint for the whole run. Then (1) rolls out a good second version with the default plan
-(plugins/deployflow/include/rollout/default_plan.json) and (2) rolls out a model that fails one answer in three
-after its smoke test, which must roll back by itself. Writes bench/results/rollout_local.json.
+Starts a runtime, serves the sample model (blue) and keeps users' traffic on the endpoint for
+the whole run: open-loop, ``--rate`` requests/s, 30 % of them single-row requests (which the
+package's sample, three rows, never sends). Then:
 
-    .venv/bin/python bench/rollout_local.py [--rate 120] [--window 30]
+1. a good second version rolls out with the default plan (its windows set to ``--window``);
+2. a version that fails on single-row requests only — every sample-based check passes —
+   rolls out with a plan that sends it users' traffic at once (``traffic 10%``), so its
+   failures reach users: how many, and how long from the first one until the old deployment
+   has all traffic again (target: one window + 5 s);
+3. the good version rolls out ``--healthy`` more times, blue and green in turn, while two
+   processes keep both cores busy: how many complete (target: all).
 
-Targets (issue 5): 0 failed live requests; rollback complete within one gate window + 5 s
-of the failing step's start.
+Gates read live metrics from the runtime's ``/metrics``. The router's cost of counting them is
+measured by bench/router_overhead.py. Writes bench/results/rollout_local.json.
+
+    .venv/bin/python bench/rollout_local.py [--rate 40] [--window 30] [--healthy 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import shutil
 import subprocess
 import sys
@@ -23,126 +31,173 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
 
-from deployflow.loadtest import RequestSpec, Schedule, run_open_loop  # noqa: E402
 from deployflow.local.backend import LocalPlatform  # noqa: E402
-from deployflow.rollout import Finish, RollBack, RolloutState, SetTraffic, load_plan  # noqa: E402
+from deployflow.rollout import RolloutState, load_plan  # noqa: E402
 from deployflow.rollout.probe import Probe  # noqa: E402
-from deployflow.rollout.runner import RolledBack, drive_rollout  # noqa: E402
+from deployflow.rollout.record import DecisionRecord  # noqa: E402
+from deployflow.rollout.runner import Gauges, RolledBack, drive_rollout  # noqa: E402
 from deployflow.runtime.environments import EnvironmentCache  # noqa: E402
 from tests.runtime.support import ENV_CACHE, SAMPLE_MODEL, RuntimeProcess, deploy  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "rollout_local.json"
 ENDPOINT = "bench-rollout"
-FAULT = (
-    "\n_calls = 0\n_run = run\n\ndef run(raw_data):\n    global _calls\n    _calls += 1\n"
-    "    if _calls > 8 and _calls % 3 == 0:\n        raise RuntimeError('fails on this input')\n"
+SINGLE_ROW_FAULT = (
+    "\nimport json as _json\n_run = run\n\ndef run(raw_data):\n"
+    "    if len(_json.loads(raw_data)['data']) == 1:\n        raise RuntimeError('fails on single-row requests')\n"
     "    return _run(raw_data)\n"
 )
 
 
-def packages(workdir: Path) -> tuple[Path, Path]:
-    """A good second version (retrained, alpha 0.5) and a faulty one (the sample, failing 1 in 3)."""
-    good = shutil.copytree(SAMPLE_MODEL, workdir / "good")
-    python = EnvironmentCache(ENV_CACHE).ensure(good / "requirements.txt")
-    subprocess.run([str(python), str(good / "train.py"), "--alpha", "0.5", "--package-dir", str(good)], check=True)
-    bad = shutil.copytree(SAMPLE_MODEL, workdir / "bad")
-    (bad / "score.py").write_text((bad / "score.py").read_text() + FAULT)
-    return good, bad
+class Users:
+    """Open-loop traffic from a thread: the time and status of every answer."""
+
+    def __init__(self, uri: str, key: str, rate: float) -> None:
+        three = json.loads((SAMPLE_MODEL / "sample-request.json").read_text())
+        self.bodies = [three] * 7 + [{"data": three["data"][:1]}] * 3
+        self.uri, self.headers, self.rate = uri, {"Authorization": f"Bearer {key}"}, rate
+        self.answers: list[tuple[float, int]] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10) as http:
+            start, index = time.monotonic(), 0
+            while not self.stopped.is_set():
+                time.sleep(max(0.0, start + index / self.rate - time.monotonic()))
+                try:
+                    status = http.post(self.uri, json=self.bodies[index % 10], headers=self.headers).status_code
+                except httpx.HTTPError:
+                    status = 0
+                self.answers.append((time.time(), status))
+                index += 1
+
+    def failures_between(self, start: float, end: float) -> list[float]:
+        return [t for t, status in self.answers if start <= t <= end and (status >= 500 or status == 0)]
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()
 
 
-def rollout(platform: LocalPlatform, client, model: str, old: str, new: str, window: float) -> dict:  # noqa: ANN001
-    """Deploy ``new`` at 0 %, run the default plan with ``window``-second steps; timings of each change."""
-    deploy(client, ENDPOINT, new, model=model, instance_count=2, resources={"cpu": 0.5, "memory_gb": 1.0})
-    plan = load_plan().override({"steps": [_with_window(s, window) for s in load_plan().to_text()]})
-    events: list[tuple[str, float]] = []
-
-    def note(action, at: float) -> None:  # noqa: ANN001
-        if isinstance(action, (SetTraffic, RollBack, Finish)):
-            events.append((type(action).__name__, at))
-
-    probe = Probe(platform, ENDPOINT, (SAMPLE_MODEL / "sample-request.json").read_bytes(), rate=50)
-    started = time.monotonic()
+def rollout(platform: LocalPlatform, client, model: str, old: str, new: str, steps: list[str], bake_s: float) -> dict:  # noqa: ANN001
+    """Deploy ``new`` at 0 % and drive the plan against users' traffic; what happened, with times."""
+    deploy(client, ENDPOINT, new, model=model, instance_count=1, resources={"cpu": 0.5, "memory_gb": 1.0})
+    plan = load_plan().override({"steps": steps, "bake_s": bake_s})
+    probe = Probe(platform, ENDPOINT, (SAMPLE_MODEL / "sample-request.json").read_bytes(), rate=30)
+    record = DecisionRecord(ENDPOINT, new, old, model)
+    started_wall, started = time.time(), time.monotonic()
     try:
-        progress = drive_rollout(
-            platform, endpoint=ENDPOINT, new=new, old=old, state=RolloutState(plan), probe=probe, on_action=note
-        )
-        outcome, decisions = "completed", progress.decisions()
-    except RolledBack as e:
-        outcome, decisions = "rolled back", [d.to_dict() for d in e.state.history]
-    ended = time.monotonic()
-    result = {"outcome": outcome, "decisions": decisions, "wall_s": round(ended - started, 2)}
-    if outcome == "completed":
+        drive_rollout(
+            platform, endpoint=ENDPOINT, new=new, old=old, state=RolloutState(plan),
+            probe=Gauges(probe, live=platform.live_metrics()), record=record,
+        )  # fmt: skip
+        outcome = "completed"
         platform.delete_deployment(ENDPOINT, old)
-        result["start_to_100_percent_s"] = round(events[-1][1] - started, 2)
-    else:
-        failing_step_start = [at for kind, at in events if kind == "SetTraffic"][-1]
-        rollback_at = next(at for kind, at in events if kind == "RollBack")
-        result["failing_step_start_to_traffic_restored_s"] = round(ended - failing_step_start, 2)
-        result["verdict_to_traffic_restored_s"] = round(ended - rollback_at, 2)
-    result["traffic_after"] = platform.get_endpoint(ENDPOINT).traffic
-    return result
+    except RolledBack:
+        outcome = "rolled back"
+    ended_wall = time.time()
+    to_full = next((e["t_s"] for e in record.events if e["kind"] == "traffic" and e["traffic"].get(new) == 100), None)
+    rollback = next((e for e in record.events if e["kind"] == "rollback"), None)
+    return {
+        "outcome": outcome,
+        "wall_s": round(time.monotonic() - started, 2),
+        "start_to_100_percent_s": to_full,
+        "sources": [w["source"] for w in record.windows],
+        "verdicts": [w["verdict"] for w in record.windows],
+        "started": started_wall,
+        "ended": ended_wall,
+        "rollback_at": (started_wall + rollback["t_s"]) if rollback else None,
+    }
 
 
-def _with_window(step: str, window: float) -> str:
-    words = step.split()
-    return " ".join(words[:2] + [f"{window:g}s"]) if len(words) > 2 else step
+def burn(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rate", type=float, default=120.0, help="constant live load, requests/s")
+    parser.add_argument("--rate", type=float, default=40.0, help="users' requests/s")
     parser.add_argument("--window", type=float, default=30.0, help="seconds per gate window")
+    parser.add_argument("--healthy", type=int, default=10, help="healthy rollouts under CPU load")
     args = parser.parse_args()
+    w = f"{args.window:g}s"
     with tempfile.TemporaryDirectory() as tmp:
-        good, bad = packages(Path(tmp))
+        good = shutil.copytree(SAMPLE_MODEL, Path(tmp) / "good")
+        python = EnvironmentCache(ENV_CACHE).ensure(good / "requirements.txt")
+        subprocess.run([str(python), str(good / "train.py"), "--alpha", "0.5", "--package-dir", str(good)], check=True)
+        bad = shutil.copytree(SAMPLE_MODEL, Path(tmp) / "bad")
+        (bad / "score.py").write_text((bad / "score.py").read_text() + SINGLE_ROW_FAULT)
         runtime = RuntimeProcess(Path(tmp) / "data")
         runtime.start()
         try:
             with runtime.client() as client:
                 v1 = client.register_model("diabetes", SAMPLE_MODEL)
                 v2 = client.register_model("diabetes", good)
-                faulty = client.register_model("diabetes-faulty", bad)
+                faulty = client.register_model("diabetes-single-row", bad)
                 client.put_endpoint(ENDPOINT, compute="production")
-                deploy(client, ENDPOINT, "blue", model=f"diabetes:{v1['version']}", instance_count=2,
+                deploy(client, ENDPOINT, "blue", model=f"diabetes:{v1['version']}", instance_count=1,
                        resources={"cpu": 0.5, "memory_gb": 1.0})  # fmt: skip
                 client.set_traffic(ENDPOINT, {"blue": 100})
                 endpoint = client.get_endpoint(ENDPOINT)
-                key = client.keys(ENDPOINT)["primary_key"]
                 platform = LocalPlatform(runtime.control_url, (runtime.data_dir / "admin-token").read_text().strip())
-                live = RequestSpec(
-                    endpoint["scoring_uri"],
-                    body=(SAMPLE_MODEL / "sample-request.json").read_bytes(),
-                    headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-                )
-                budget_s = 4 * args.window + 90  # the four gate windows of both rollouts, and their deployments
-                load: dict = {}
-                thread = threading.Thread(
-                    target=lambda: load.update(result=run_open_loop(live, Schedule.constant(args.rate, budget_s)))
-                )
-                thread.start()
+                users = Users(endpoint["scoring_uri"], client.keys(ENDPOINT)["primary_key"], args.rate)
                 time.sleep(2)
-                good_run = rollout(platform, client, f"diabetes:{v2['version']}", "blue", "green", args.window)
-                bad_run = rollout(
-                    platform, client, f"diabetes-faulty:{faulty['version']}", "green", "blue", args.window
-                )
-                thread.join()
-                live_result = load["result"]
+                default_steps = [f"mirror 20% {w}", f"traffic 10% {w}", f"traffic 50% {w}", "traffic 100%"]
+                good_run = rollout(platform, client, f"diabetes:{v2['version']}", "blue", "green", default_steps,
+                                   args.window)  # fmt: skip
+                good_run["users_failed"] = len(users.failures_between(good_run["started"], good_run["ended"]))
+                faulty_steps = [f"traffic 10% {w}", f"traffic 50% {w}", "traffic 100%"]
+                bad_run = rollout(platform, client, f"diabetes-single-row:{faulty['version']}", "green", "blue",
+                                  faulty_steps, args.window)  # fmt: skip
+                failures = users.failures_between(bad_run["started"], bad_run["ended"] + 2)
+                bad_run["users_failed"] = len(failures)
+                bad_run["users_failed_bound"] = 0.10 * args.rate * args.window
+                if failures and bad_run["rollback_at"]:
+                    bad_run["first_failure_to_traffic_back_s"] = round(bad_run["rollback_at"] - failures[0], 2)
+                old, new = "green", "blue"
+                healthy = []
+                burners = [multiprocessing.Process(target=burn, args=(3600,), daemon=True) for _ in range(2)]
+                for process in burners:
+                    process.start()
+                try:
+                    short = "5s"
+                    for _ in range(args.healthy):
+                        run = rollout(platform, client, f"diabetes:{v2['version']}", old, new,
+                                      [f"mirror 20% {short}", f"traffic 50% {short}", "traffic 100%"], 5)  # fmt: skip
+                        run["users_failed"] = len(users.failures_between(run["started"], run["ended"]))
+                        healthy.append({k: run[k] for k in ("outcome", "wall_s", "verdicts", "users_failed")})
+                        if run["outcome"] == "completed":  # a rolled-back run left the old one serving
+                            old, new = new, old
+                finally:
+                    for process in burners:
+                        process.kill()
+                users.stop()
+                platform.close()
         finally:
             runtime.stop()
+    for run in (good_run, bad_run):
+        for key in ("started", "ended", "rollback_at"):
+            run.pop(key)
     figures = {
-        "live_rate": args.rate,
+        "users_rate": args.rate,
         "window_s": args.window,
-        "live_requests": live_result.scheduled,
-        "live_ok": live_result.ok,
-        "live_failed": live_result.scheduled - live_result.ok,
-        "live_errors": live_result.errors,
-        "live_p99_ms": live_result.latency.percentiles().p99,
+        "users_requests": len(users.answers),
         "good_rollout": good_run,
         "faulty_rollout": bad_run,
-        "rollback_target_s": args.window + 5,
+        "first_failure_to_traffic_back_target_s": args.window + 5,
+        "healthy_under_cpu_load": {
+            "completed": sum(r["outcome"] == "completed" for r in healthy),
+            "of": len(healthy),
+            "runs": healthy,
+        },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(figures, indent=2) + "\n")

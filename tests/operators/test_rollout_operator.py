@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from airflow.sdk import DAG
 
@@ -31,6 +34,12 @@ BAD_SCORE = {
     "    return _run(raw_data)\n",
     "slow": "\nimport time as _time\n_run = run\n\ndef run(raw_data):\n"
     "    _time.sleep(0.05)\n    return _run(raw_data)\n",
+    # Fails on single-row requests, which the package's sample (three rows) never sends: users do.
+    "single-row": "\nimport json as _json\n_run = run\n\ndef run(raw_data):\n"
+    "    if len(_json.loads(raw_data)['data']) == 1:\n        raise RuntimeError('fails on single-row requests')\n"
+    "    return _run(raw_data)\n",
+    # Never fails, answers every prediction 50 higher: its own samples say so, the current model disagrees.
+    "shifted": "\n_run = run\n\ndef run(raw_data):\n    return [value + 50 for value in _run(raw_data)]\n",
 }
 
 
@@ -99,7 +108,9 @@ def test_a_good_model_rolls_out_under_load_with_no_failed_request(client: LocalR
     assert task_states(dag_run) == {"promote": "success"}
     summary = xcom(dag_run, "promote")
     assert summary["status"] == "completed"
-    assert [d["outcome"] for d in summary["decisions"]] == ["pass", "pass", "pass"]
+    assert [(d["step_index"], d["outcome"]) for d in summary["decisions"]] == [
+        (0, "pass"), (1, "pass"), (2, "pass"), (3, "pass")
+    ], "three gated steps and the bake at 100 %"  # fmt: skip
     after = client.get_endpoint("ro-good")
     assert after["traffic"] == {"green": 100} and after["mirror_traffic"] == {}
     assert after["scoring_uri"] == endpoint["scoring_uri"]
@@ -111,6 +122,9 @@ def bad_model(client: LocalRuntimeClient, tmp_path: Path, fault: str) -> tuple[s
     """The sample model with one of BAD_SCORE's faults, registered: its reference and package."""
     bad = shutil.copytree(SAMPLE_MODEL, tmp_path / f"diabetes-{fault}", ignore=shutil.ignore_patterns("__pycache__"))
     (bad / "score.py").write_text((bad / "score.py").read_text() + BAD_SCORE[fault])
+    if fault == "shifted":  # its own samples are its own answers: the smoke test passes
+        expected = json.loads((bad / "sample-response.json").read_text())
+        (bad / "sample-response.json").write_text(json.dumps([value + 50 for value in expected]))
     model = client.register_model(f"diabetes-{fault}", bad)
     return f"{model['name']}:{model['version']}", bad
 
@@ -149,7 +163,8 @@ def test_errors_that_the_rest_of_a_window_cannot_undo_end_it_early(client: Local
     (decision,) = xcom(dag_run, "promote", key="rollout")["decisions"]
     assert decision["outcome"] == "fail"
     reason = " ".join(decision["reasons"])
-    assert "error rate cannot end within the limit" in reason and "still to come of 1800" in reason
+    # the window's total is the rate so far over its whole minute: about 1,800 probe requests at 30/s
+    assert "error rate cannot end within the limit" in reason and "still to come of" in reason
     assert client.get_endpoint("ro-early")["traffic"] == {"blue": 100}
     assert [d["name"] for d in client.list_deployments("ro-early")] == ["blue"]
 
@@ -163,7 +178,7 @@ def test_a_retried_rollout_resumes_from_the_traffic_it_finds(client: LocalRuntim
 
     assert task_states(dag_run) == {"promote": "success"}
     decisions = xcom(dag_run, "promote")["decisions"]
-    assert [d["step_index"] for d in decisions] == [1, 2]  # the mirror step is behind it: not redone
+    assert [d["step_index"] for d in decisions] == [1, 2, 3]  # the mirror step is behind it: not redone; 3 is the bake
     assert client.get_endpoint("ro-resume")["traffic"] == {"green": 100}
 
 
@@ -202,3 +217,85 @@ def test_an_approval_step_waits_for_the_answer_and_a_rejection_rolls_back(
     assert paused["status"] == "awaiting_approval" and paused["new"] == "green"
     assert states["continue_promotion"] == ("success" if answer == "Approve" else "failed")
     assert client.get_endpoint(name)["traffic"] == expected
+
+
+class MixedTraffic:
+    """Users' traffic at ``rate`` requests/s through the endpoint: 30 % single-row requests, the rest the
+    sample's three rows; every answer's wall-clock time and status kept."""
+
+    def __init__(self, client: LocalRuntimeClient, endpoint: dict, rate: float, seconds: float) -> None:
+        key = client.keys(endpoint["name"])["primary_key"]
+        three = json.loads((SAMPLE_MODEL / "sample-request.json").read_text())
+        self.bodies = [three] * 7 + [{"data": three["data"][:1]}] * 3
+        self.headers = {"Authorization": f"Bearer {key}"}
+        self.uri, self.rate, self.seconds = endpoint["scoring_uri"], rate, seconds
+        self.answers: list[tuple[float, int]] = []
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10) as http:
+            start = time.monotonic()
+            for index in range(int(self.rate * self.seconds)):
+                time.sleep(max(0.0, start + index / self.rate - time.monotonic()))
+                try:
+                    status = http.post(self.uri, json=self.bodies[index % 10], headers=self.headers).status_code
+                except httpx.HTTPError:
+                    status = 0
+                self.answers.append((time.time(), status))
+
+    def wait(self) -> list[tuple[float, int]]:
+        self._thread.join()
+        return self.answers
+
+
+def test_a_model_failing_only_on_users_inputs_is_rolled_back_by_live_traffic(
+    client: LocalRuntimeClient, tmp_path: Path
+) -> None:
+    model, bad = bad_model(client, tmp_path, "single-row")
+    endpoint = serving_endpoint(client, "ro-live")
+    rate, share, window = 20, 0.10, 10
+    users = MixedTraffic(client, endpoint, rate=rate, seconds=35)
+    plan = {"steps": [f"traffic 10% {window}s", f"traffic 50% {window}s", "traffic 100%"],
+            "gates": {"min_requests": 10}, "bake_s": 3}  # fmt: skip
+
+    dag_run = run_dag(rollout_dag("ro-live", model, bad, plan), retries=0)
+    answers = users.wait()
+
+    assert task_states(dag_run) == {"promote": "failed"}
+    summary = xcom(dag_run, "promote", key="rollout")
+    assert summary["status"] == "rolled_back"
+    [decision] = summary["decisions"]
+    assert (decision["step_index"], decision["outcome"]) == (0, "fail"), "stopped at the first 10 % step"
+    record = json.loads(Path(summary["decision_record"]).read_text())
+    assert record["windows"][-1]["source"] == "live", "judged on what users sent, not on the probe's samples"
+    assert record["windows"][-1]["new"]["errors_5xx"] > 0
+    rolled_back = next(e for e in record["events"] if e["kind"] == "rollback")
+    first_failure = min(t for t, status in answers if status >= 500)
+    assert datetime.fromisoformat(rolled_back["at"]).timestamp() - first_failure <= window + 5
+    after = client.get_endpoint("ro-live")
+    assert after["traffic"] == {"blue": 100} and after["mirror_traffic"] == {}
+    assert [d["name"] for d in client.list_deployments("ro-live")] == ["blue"], "the old one kept, the new removed"
+    failed = sum(1 for _, status in answers if status >= 500 or status == 0)
+    assert 0 < failed <= share * rate * window, f"{failed} users' requests failed"
+
+
+def test_a_model_that_answers_otherwise_is_stopped_at_the_mirror_step_by_min_agreement(
+    client: LocalRuntimeClient, tmp_path: Path
+) -> None:
+    model, shifted = bad_model(client, tmp_path, "shifted")
+    serving_endpoint(client, "ro-agree")
+    plan = {**QUICK_PLAN, "steps": ["mirror 20% 3s", "traffic 100%"], "gates": {**QUICK_PLAN["gates"],
+            "min_agreement": 0.9}}  # fmt: skip
+
+    dag_run = run_dag(rollout_dag("ro-agree", model, shifted, plan), retries=0)
+
+    assert task_states(dag_run) == {"promote": "failed"}
+    summary = xcom(dag_run, "promote", key="rollout")
+    [decision] = summary["decisions"]
+    assert (decision["step_index"], decision["outcome"]) == (0, "fail")
+    assert any("minimum agreement of 90.00 %" in reason for reason in decision["reasons"]), decision["reasons"]
+    window = json.loads(Path(summary["decision_record"]).read_text())["windows"][-1]
+    assert window["agreement"]["agreed"] == 0 and window["agreement"]["disagreements"]
+    assert "expected" in window["agreement"]["disagreements"][0]["detail"], "where the answers differ"
+    assert client.get_endpoint("ro-agree")["traffic"] == {"blue": 100}

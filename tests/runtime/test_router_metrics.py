@@ -72,7 +72,9 @@ def mirrored_by_class(client: LocalRuntimeClient) -> dict[tuple[str, str, str], 
 
 def with_zeros(counts: dict[tuple[str, str, str], int]) -> dict[tuple[str, str, str], int]:
     """Every deployment x traffic x class series the router exports from the start, zero where nothing was sent."""
-    zeros = {(d, t, c): 0 for d in ("blue", "green") for t in ("live", "mirror") for c in ("2xx", "4xx", "5xx")}
+    zeros = {
+        (d, t, c): 0 for d in ("blue", "green") for t in ("live", "mirror", "probe") for c in ("2xx", "4xx", "5xx")
+    }
     return {**zeros, **counts}
 
 
@@ -173,3 +175,24 @@ def test_a_spare_connection_does_not_hold_the_replica_from_its_health_probe(
     waited = time.monotonic() - started
     assert health.status_code == 200
     assert waited < SPARE_IDLE_S + 1.0, f"the health route waited {waited:.2f}s behind the spare connection"
+
+
+def test_mirrored_answers_are_compared_with_the_live_ones_and_the_probe_is_counted_apart(
+    runtime: RuntimeProcess, client: LocalRuntimeClient, key: str, traffic: dict
+) -> None:
+    mirrored_ok = mirrored_by_class(client)["green", "mirror", "2xx"]
+    deadline = time.monotonic() + WAIT_S
+    while client._call("GET", f"/endpoints/{ENDPOINT}/deployments/green/shadow")["agreed"] < mirrored_ok:
+        assert time.monotonic() < deadline, "every mirrored copy of a 2xx answer is compared"
+        time.sleep(0.2)
+    shadow = client._call("GET", f"/endpoints/{ENDPOINT}/deployments/green/shadow")
+    # the same model on both: every copy of a request blue answered 2xx agrees; blue's 400s are no reference
+    assert (shadow["agreed"], shadow["disagreed"], shadow["disagreements"]) == (mirrored_ok, 0, [])
+    uri = client.get_endpoint(ENDPOINT)["scoring_uri"]
+    probe = {"Authorization": f"Bearer {key}", "azureml-model-deployment": "green", "x-deployflow-probe": "1"}
+    assert httpx.post(uri, content=SAMPLE, headers={**probe, "Content-Type": "application/json"}).status_code == 200
+    samples = snapshot(httpx.get(f"{runtime.control_url}/metrics", timeout=10).text)
+    assert requests_in(samples)["green", "probe", "2xx"] == 1, "the probe's request is not users' traffic"
+    assert requests_in(samples)["green", "live", "2xx"] == PINNED_TO_GREEN
+    agree = (("deployment", "green"), ("endpoint", ENDPOINT), ("result", "agree"))
+    assert samples["deployflow_shadow_answers_total", agree] == mirrored_ok

@@ -33,6 +33,7 @@ USER_TRAFFIC = ("live", "mirror")
 REQUESTS = "deployflow_requests_total"
 TIMEOUTS = "deployflow_request_timeouts_total"
 BUCKETS = "deployflow_request_duration_seconds_bucket"
+SHADOW = "deployflow_shadow_answers_total"
 
 Labels = Mapping[str, str]
 Sample = tuple[str, Labels, float]
@@ -49,6 +50,7 @@ class Counts:
     by_class: dict[str, float] = field(default_factory=dict)
     timeouts: float = 0.0
     buckets: dict[float, float] = field(default_factory=dict)  # upper bound (s) -> cumulative count
+    shadow: dict[str, float] = field(default_factory=dict)  # "agree" / "disagree" -> mirrored answers compared
 
     def minus(self, earlier: Counts | None) -> Counts:
         if earlier is None:
@@ -57,7 +59,13 @@ class Counts:
             {k: v - earlier.by_class.get(k, 0.0) for k, v in self.by_class.items()},
             self.timeouts - earlier.timeouts,
             {le: v - earlier.buckets.get(le, 0.0) for le, v in self.buckets.items()},
+            {k: v - earlier.shadow.get(k, 0.0) for k, v in self.shadow.items()},
         )
+
+    def agreement(self) -> tuple[int, int]:
+        """(compared, agreed): mirrored answers the router compared with the live ones."""
+        agreed, disagreed = round(self.shadow.get("agree", 0.0)), round(self.shadow.get("disagree", 0.0))
+        return agreed + disagreed, agreed
 
     def stats(self, deployment: str) -> WindowStats:
         requests = round(sum(self.by_class.values()))
@@ -98,7 +106,13 @@ def user_counts(samples: Iterable[Sample], endpoint: str) -> dict[str, Counts]:
     """Per deployment of ``endpoint``, its live and mirrored traffic summed (the probe's left out)."""
     counts: dict[str, Counts] = {}
     for name, labels, value in samples:
-        if labels.get("endpoint") != endpoint or labels.get("traffic") not in USER_TRAFFIC:
+        if labels.get("endpoint") != endpoint:
+            continue
+        if name == SHADOW:
+            entry = counts.setdefault(labels["deployment"], Counts())
+            entry.shadow[labels["result"]] = entry.shadow.get(labels["result"], 0.0) + value
+            continue
+        if labels.get("traffic") not in USER_TRAFFIC:
             continue
         entry = counts.setdefault(labels["deployment"], Counts())
         if name == REQUESTS:
@@ -120,6 +134,10 @@ class LiveMetrics(Protocol):
 
     def since(self, mark: Any, endpoint: str) -> dict[str, WindowStats]: ...
 
+    def agreement_since(self, mark: Any, endpoint: str, deployment: str) -> tuple[int, int] | None:
+        """(compared, agreed) of the deployment's mirrored answers since ``mark``; None: not measured."""
+        ...
+
 
 @dataclass
 class CounterMetrics:
@@ -134,6 +152,10 @@ class CounterMetrics:
     def since(self, mark: dict[str, Counts], endpoint: str) -> dict[str, WindowStats]:
         now = user_counts(self._read(), endpoint)
         return {name: counts.minus(mark.get(name)).stats(name) for name, counts in now.items()}
+
+    def agreement_since(self, mark: dict[str, Counts], endpoint: str, deployment: str) -> tuple[int, int] | None:
+        now = user_counts(self._read(), endpoint).get(deployment)
+        return now.minus(mark.get(deployment)).agreement() if now is not None else None
 
     def _read(self) -> list[Sample]:
         try:
@@ -157,7 +179,7 @@ def prometheus_metrics(prometheus_url: str) -> CounterMetrics:
     from deployflow.metrics.client import query
 
     def read() -> list[Sample]:
-        return [(name, labels, value) for name in (REQUESTS, TIMEOUTS, BUCKETS) for labels, value in
+        return [(name, labels, value) for name in (REQUESTS, TIMEOUTS, BUCKETS, SHADOW) for labels, value in
                 query(prometheus_url, name)]  # fmt: skip
 
     return CounterMetrics("prometheus", read)
@@ -179,6 +201,10 @@ class AzureMonitorMetrics:
 
     def mark(self, endpoint: str) -> datetime:
         return self.now()
+
+    def agreement_since(self, mark: datetime, endpoint: str, deployment: str) -> None:
+        """Azure ML drops mirrored answers: there is nothing to compare here (the probe compares)."""
+        return None
 
     def since(self, mark: datetime, endpoint: str) -> dict[str, WindowStats]:
         end = max(self.now(), mark + timedelta(minutes=1))

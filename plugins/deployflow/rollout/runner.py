@@ -244,11 +244,8 @@ def measure_window(
     else:
         probe_new, probe_old = gauges.probe.measure(window_s, new, old, cut_short=cut_short)
     agreement = None
-    if shadow and gauges.shadow_requests:
-        agreement = compare_deployments(
-            platform, endpoint, new, old, gauges.shadow_requests,
-            rel_tol=gates.agreement_rel_tol, abs_tol=gates.agreement_abs_tol,
-        )  # fmt: skip
+    if shadow:
+        agreement = _shadow_agreement(platform, gauges, gates, mark, endpoint, new, old, logger)
     seen = live_so_far()
     live_new, live_old = seen.get(new), seen.get(old)
     live_count = live_new.requests if live_new else 0
@@ -273,6 +270,27 @@ def measure_window(
         note = why if mode == "auto" else "the plan asks for the probe"
         measured = Measured(evaluate_gate(gates, probe_new, probe_old), "probe", note, probe_new, probe_old)
     return _with_agreement(measured, gates, agreement, new, old)
+
+
+def _shadow_agreement(
+    platform: MLPlatform, gauges: Gauges, gates: GateSpec, mark: Any, endpoint: str, new: str, old: str, logger: Any
+) -> Agreement | None:
+    """The router's comparison of users' mirrored requests when the live metrics have one; else the
+    recorded requests sent to both deployments by the probe."""
+    if mark is not None and gauges.live is not None:
+        try:
+            counted = gauges.live.agreement_since(mark, endpoint, new)
+        except LiveMetricsError as e:
+            logger.warning("%s", e)
+            counted = None
+        if counted and counted[0]:
+            return Agreement(compared=counted[0], agreed=counted[1], source="users' mirrored requests")
+    if not gauges.shadow_requests:
+        return None
+    return compare_deployments(
+        platform, endpoint, new, old, gauges.shadow_requests,
+        rel_tol=gates.agreement_rel_tol, abs_tol=gates.agreement_abs_tol,
+    )  # fmt: skip
 
 
 def _with_agreement(measured: Measured, gates: GateSpec, agreement: Agreement | None, new: str, old: str) -> Measured:

@@ -29,13 +29,14 @@ class Agreement:
     compared: int = 0
     agreed: int = 0
     disagreements: list[dict[str, Any]] = field(default_factory=list)
+    source: str = "recorded requests"
 
     @property
     def rate(self) -> float | None:
         return self.agreed / self.compared if self.compared else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"compared": self.compared, "agreed": self.agreed, "rate": self.rate,
+        return {"compared": self.compared, "agreed": self.agreed, "rate": self.rate, "source": self.source,
                 "disagreements": self.disagreements}  # fmt: skip
 
 

@@ -128,6 +128,12 @@ def create_app(runtime: Runtime, token: str) -> FastAPI:
     ) -> PlainTextResponse:
         return PlainTextResponse(runtime.logs(name, deployment, lines))
 
+    @app.get("/endpoints/{name}/deployments/{deployment}/shadow", dependencies=secured)
+    async def shadow_answers(name: str, deployment: str) -> dict[str, Any]:
+        """How the deployment's mirrored answers compared with the live ones, and the last that differed."""
+        shadow = runtime.deployment(name, deployment).metrics.shadow
+        return {"agreed": shadow.agreed, "disagreed": shadow.disagreed, "disagreements": list(shadow.disagreements)}
+
     @app.post("/jobs", status_code=201, dependencies=secured)
     async def submit_job(document: Annotated[dict[str, Any], Body()]) -> Job:
         # a raw document: the connection string in it must not reach a validation error's echo

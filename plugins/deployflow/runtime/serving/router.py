@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from deployflow.compare import compare_responses
 from deployflow.runtime.serving.endpoints import DeploymentRuntime
-from deployflow.runtime.serving.metrics import NO_ANSWER, TIMEOUT
+from deployflow.runtime.serving.metrics import NO_ANSWER, PROBE_HEADER, TIMEOUT
 from deployflow.runtime.serving.replicas import Replica
 from deployflow.runtime.serving.upstream import (
     DEPLOYMENT_HEADER,
@@ -55,6 +56,8 @@ MAX_ATTEMPTS = 8
 # that takes down every replica it reaches (a "query of death") must not take down the deployment.
 MAX_LOST_PER_REQUEST = 2
 MAX_MIRRORS_IN_FLIGHT = 64
+# Shadow answers agree when numbers are within 1 % (a retrained model moves them a little) and all else is equal.
+SHADOW_REL_TOL, SHADOW_ABS_TOL = 0.01, 1e-6
 REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
@@ -133,12 +136,17 @@ class Router:
                 task = asyncio.create_task(self._mirror(mirror, request, request_id))
                 self._mirrors.add(task)
                 task.add_done_callback(self._mirrors.discard)
+                answer = await self.forward(deployment, request, request_id)
+                if self.metrics:
+                    task.add_done_callback(lambda done: _compare_shadow(mirror, answer, done, request_id))
+                answer.headers.append((DEPLOYMENT_HEADER, deployment.name_bytes))
+                return answer, request_id
         answer = await self.forward(deployment, request, request_id)
         answer.headers.append((DEPLOYMENT_HEADER, deployment.name_bytes))
         return answer, request_id
 
-    async def _mirror(self, deployment: DeploymentRuntime, request: Request, request_id: bytes) -> None:
-        await self.forward(deployment, request, request_id, mirrored=True)
+    async def _mirror(self, deployment: DeploymentRuntime, request: Request, request_id: bytes) -> Answer:
+        return await self.forward(deployment, request, request_id, mirrored=True)
 
     async def forward(
         self, deployment: DeploymentRuntime, request: Request, request_id: bytes, *, mirrored: bool = False
@@ -151,7 +159,8 @@ class Router:
         started = perf_counter()
         answer = await self._forward(deployment, request, request_id)
         deployment.stats.record(answer.status, mirrored=mirrored)
-        series = deployment.metrics.mirror if mirrored else deployment.metrics.live
+        metrics = deployment.metrics
+        series = metrics.mirror if mirrored else metrics.probe if PROBE_HEADER in request.headers else metrics.live
         series.record(answer.status, perf_counter() - started, answer.failure)
         return answer
 
@@ -212,6 +221,22 @@ class Router:
                 await asyncio.wait_for(deployment.replica_ready.wait(), remaining)
             except TimeoutError:
                 return None
+
+
+def _compare_shadow(mirror: DeploymentRuntime, live: Answer, done: asyncio.Task[Answer], request_id: bytes) -> None:
+    """Count whether the mirrored deployment answered what the live one did (numbers within 1 %, labels
+    and structure equal). Only requests the live deployment answered 2xx are a reference."""
+    if done.cancelled() or done.exception() is not None or not 200 <= live.status < 300:
+        return
+    shadow = done.result()
+    problems = [f"HTTP {shadow.status}"] if not 200 <= shadow.status < 300 else None
+    if problems is None:
+        try:
+            problems = compare_responses(json.loads(live.body), json.loads(shadow.body),
+                                         rel_tol=SHADOW_REL_TOL, abs_tol=SHADOW_ABS_TOL)  # fmt: skip
+        except ValueError:
+            problems = [] if live.body == shadow.body else ["the answers are not JSON and differ"]
+    mirror.metrics.shadow.record(request_id.decode(errors="replace"), problems)
 
 
 def upstream_request(request: Request, request_id: bytes) -> bytes:
