@@ -11,14 +11,17 @@ import asyncio
 import logging
 import math
 import shutil
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from weakref import WeakKeyDictionary
 
 from deployflow.packages import ModelPackage, ModelPackageError
+from deployflow.runtime import isolation
 from deployflow.runtime.config import RuntimeConfig
 from deployflow.runtime.environments import EnvironmentBuildError, EnvironmentCache
 from deployflow.runtime.errors import Conflict, Invalid, NotFound
+from deployflow.runtime.isolation import ChildUser
 from deployflow.runtime.jobs.service import JobService
 from deployflow.runtime.processes import tail
 from deployflow.runtime.schemas import (
@@ -44,14 +47,17 @@ RESTORED_STATES = {ProvisioningState.CREATING, ProvisioningState.UPDATING, Provi
 class Runtime:
     """Plays the part of Azure ML's online-endpoint service on one machine."""
 
-    def __init__(self, config: RuntimeConfig) -> None:
+    def __init__(self, config: RuntimeConfig, user: ChildUser | None = None) -> None:
         self.config = config
+        self.user = user
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.data_dir / "state.sqlite")
-        self.environments = EnvironmentCache(config.environments_dir)
+        self.environments = EnvironmentCache(
+            config.environments_dir, base_python=config.model_python or sys.executable, user=user
+        )
         self.resources = ResourceController(f"deployflow-{config.router_port}", prefer=config.enforcement)
         self.endpoints: dict[str, EndpointRuntime] = {}
-        self.jobs = JobService(config, self.store, self.environments, self.get_model)
+        self.jobs = JobService(config, self.store, self.environments, self.get_model, user)
         self._background: set[asyncio.Task[None]] = set()
         self._restarting: set[Replica] = set()
         self._probe_due: WeakKeyDictionary[Replica, float] = WeakKeyDictionary()
@@ -124,7 +130,7 @@ class Runtime:
             )
         target = self.config.data_dir / "models" / registration.name / version
         staging = target.with_name(f".{version}.partial")
-        await asyncio.to_thread(_copy_package, package.path, staging, target)
+        await asyncio.to_thread(_copy_package, package.path, staging, target, self.user)
         created = datetime.now(UTC).isoformat()
         self.store.add_model(registration.name, version, str(target), content_hash, created)
         return Model(name=registration.name, version=version, path=str(target), content_hash=content_hash,
@@ -314,6 +320,7 @@ class Runtime:
             environment=environment,
             placement_factory=lambda: self.resources.place(replica_id, limits),
             log_path=self.config.data_dir / "logs" / deployment.endpoint_name / deployment.name / f"{index}.log",
+            user=self.user,
         )
 
     # ---- supervision -----------------------------------------------------------------
@@ -378,10 +385,17 @@ class Runtime:
             self._restarting.discard(replica)
 
 
-def _copy_package(source: Path, staging: Path, target: Path) -> None:
-    """Copy into a staging folder and rename, so a failed copy never leaves a half-registered model."""
+def _copy_package(source: Path, staging: Path, target: Path, user: ChildUser | None) -> None:
+    """Copy into a staging folder and rename, so a failed copy never leaves a half-registered model.
+
+    The copy is owner-only, or readable (not writable) by the child user's group when model code runs as one.
+    """
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    isolation.owner_only(staging)
+    if user is not None:
+        isolation.let_through(staging.parent, user)
+        isolation.share(staging, user)
     staging.rename(target)
 
 

@@ -10,13 +10,17 @@ Outputs are assembled in mini-batch order and published only once every mini-bat
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from deployflow.platform.batch import PREDICTIONS_FILE, SUMMARY_FILE
+from deployflow.runtime.isolation import ChildUser, hand_over
 from deployflow.runtime.jobs.blob_io import fetch, list_files, parse_location, publish
 from deployflow.runtime.jobs.templates import WorkerTemplates
 from deployflow.runtime.jobs.workers import Attempt, BatchWorker, WorkerInitError
@@ -49,7 +53,7 @@ class JobLog:
     def _write(self, level: int, message: str, args: tuple[object, ...]) -> None:
         log.log(level, "job %s: " + message, self.job_id, *args)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-        with open(self.path, "a") as f:
+        with open(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a") as f:
             f.write(f"{stamp} {logging.getLevelName(level)} {message % args if args else message}\n")
 
 
@@ -87,8 +91,10 @@ class JobRun:
         templates: WorkerTemplates,
         log_cap_bytes: int,
         max_slots: int,
+        user: ChildUser | None = None,
     ) -> None:
         self.job = job
+        self.user = user
         self.max_slots = max_slots
         self.plan = plan
         self.templates = templates
@@ -106,6 +112,8 @@ class JobRun:
     async def execute(self) -> None:
         started = time.monotonic()
         try:
+            if self.user is not None:
+                await asyncio.to_thread(self._hand_over_package)
             batches = await self._plan_batches()
             slots = min(self.max_slots, len(batches))
             self.job_log.info("%d mini-batch(es) on %d worker(s)", len(batches), slots)
@@ -136,6 +144,8 @@ class JobRun:
         for batch in batches:
             self.queue.put_nowait(batch)
         self.results.mkdir(parents=True, exist_ok=True)
+        if self.user is not None:
+            hand_over(self.results, self.user)
         self.job_log.info("%d input file(s) under %s", len(names), spec.input.uri)
         return batches
 
@@ -156,9 +166,7 @@ class JobRun:
     async def _score(self, batch: MiniBatch, slot: int) -> None:
         """Try a mini-batch up to 1 + max_retries times; count its files as failed if every try fails."""
         spec, summary = self.job, self.job.summary
-        paths = await asyncio.to_thread(
-            fetch, self.input, batch.files, self.plan.work_dir / "inputs" / str(batch.index), self.connection_string
-        )
+        paths = await asyncio.to_thread(self._fetch, batch)
         output = self.results / f"{batch.index:06d}.csv"
         attempt = Attempt(ok=False)
         for number in range(1 + spec.max_retries):
@@ -192,6 +200,23 @@ class JobRun:
                 f"first error: {self.errors[0]}. See the job's logs for the tracebacks"
             )
 
+    def _hand_over_package(self) -> None:
+        """Model code runs as the child user: it gets a copy of the package in the job's folder, which it owns."""
+        assert self.user is not None
+        package = self.plan.work_dir / "package"
+        shutil.rmtree(package, ignore_errors=True)
+        shutil.copytree(self.plan.script.parent, package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        hand_over(self.plan.work_dir, self.user)
+        self.plan = dataclasses.replace(self.plan, script=package / self.plan.script.name)
+
+    def _fetch(self, batch: MiniBatch) -> list[Path]:
+        """The mini-batch's files on disk; copies the child user owns when model code runs as one."""
+        dest = self.plan.work_dir / "inputs" / str(batch.index)
+        paths = fetch(self.input, batch.files, dest, self.connection_string, copy=self.user is not None)
+        if self.user is not None:
+            hand_over(dest, self.user)
+        return paths
+
     async def _cap_worker_logs(self) -> None:
         """Keep each worker's log near the runtime's cap, as replica logs are: a chatty script cannot fill the disk."""
         while True:
@@ -210,7 +235,7 @@ class JobRun:
         }
         return BatchWorker(
             spec.id, slot, python=self.plan.python, script=self.plan.script, environment=environment,
-            log_path=self.plan.log_dir / f"worker-{slot}.log", templates=self.templates,
+            log_path=self.plan.log_dir / f"worker-{slot}.log", templates=self.templates, user=self.user,
         )  # fmt: skip
 
     def _publish(self, batches: list[MiniBatch]) -> None:

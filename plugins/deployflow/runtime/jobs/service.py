@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from deployflow.runtime.config import RuntimeConfig
 from deployflow.runtime.environments import EnvironmentBuildError, EnvironmentCache
 from deployflow.runtime.errors import Conflict, Invalid, NotFound
+from deployflow.runtime.isolation import ChildUser
 from deployflow.runtime.jobs.blob_io import StorageError, check_reachable, connection_string_for, parse_location
 from deployflow.runtime.jobs.run import JobFailed, JobLog, JobPlan, JobRun
 from deployflow.runtime.jobs.slots import SlotPool
@@ -73,13 +74,17 @@ class JobService:
         store: Store,
         environments: EnvironmentCache,
         find_model: Callable[[str, str], Model],
+        user: ChildUser | None = None,
     ) -> None:
         self.config = config
+        self.user = user
         self.store = store
         self.environments = environments
         self.find_model = find_model
         self.records: dict[str, JobRecord] = {}
-        self.templates = WorkerTemplates(config.data_dir / "logs" / "batch-templates", config.batch_warm_idle_s)
+        self.templates = WorkerTemplates(
+            config.data_dir / "logs" / "batch-templates", config.batch_warm_idle_s, user=user
+        )
         self.slots = SlotPool(config.batch_slots)
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -186,7 +191,8 @@ class JobService:
                 self._persist(job)
                 plan = JobPlan(python, package / job.scoring_script, model_dir, work_dir, self._log_dir(job.id))
                 record.run = JobRun(job, plan, record.connection_string, job_log, templates=self.templates,
-                                    log_cap_bytes=self.config.log_cap_bytes, max_slots=granted)  # fmt: skip
+                                    log_cap_bytes=self.config.log_cap_bytes, max_slots=granted,
+                                    user=self.user)  # fmt: skip
                 await record.run.execute()
         except asyncio.CancelledError:
             if not record.cancel_requested:
