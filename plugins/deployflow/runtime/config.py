@@ -13,6 +13,8 @@ DEFAULT_CONTROL_PORT = 7070
 DEFAULT_ROUTER_PORT = 7071
 # Azure ML online endpoints accept request bodies up to 1.5 MB.
 DEFAULT_MAX_BODY_BYTES = 1_500_000
+# Control-plane documents are small; a job submission with a long file list is the largest.
+DEFAULT_CONTROL_MAX_BODY_BYTES = 1_000_000
 DEFAULT_LOG_CAP_BYTES = 5 * 1024 * 1024
 # How long a batch environment's warm worker template outlives its last job (0: no templates,
 # every worker a fresh process). azure-ai-ml's AmlCompute scales idle nodes down after 120 s by default.
@@ -39,6 +41,7 @@ class RuntimeConfig:
     advertise_host: str | None = None
     env_cache_dir: Path | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    control_max_body_bytes: int = DEFAULT_CONTROL_MAX_BODY_BYTES
     log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES
     batch_warm_idle_s: float = DEFAULT_BATCH_WARM_IDLE_S
     batch_slots: int = DEFAULT_BATCH_SLOTS
