@@ -335,7 +335,7 @@ def test_as_root_model_code_cannot_read_the_admin_token_or_the_state(
             assert report["uid"] == answer["uid"]
             assert report["opened"] == {str(path): "PermissionError" for path in secrets}
             assert_no_secret(report["environment"])
-            assert "POST /score HTTP/1.1\" 200" in client.logs("probe", "blue")  # written through its descriptor
+            assert 'POST /score HTTP/1.1" 200' in client.logs("probe", "blue")  # written through its descriptor
     finally:
         runtime.stop()
 

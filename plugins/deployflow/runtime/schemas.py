@@ -24,7 +24,8 @@ class Strict(BaseModel):
 
 class ModelRegistration(Strict):
     name: ModelName
-    version: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")] | None = None
+    # A letter or digit first: the runtime stages a copy as ".<version>.partial" beside the versions.
+    version: Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")] | None = None
     path: str = Field(description="a model package folder readable by the runtime")
 
 

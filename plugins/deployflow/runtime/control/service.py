@@ -154,40 +154,42 @@ class Runtime:
             raise NotFound(f"no endpoint named {name}") from None
 
     def put_endpoint(self, name: str, spec: EndpointSpec) -> EndpointRuntime:
-        """Create the endpoint, or update its description, tags and traffic; keys never change here."""
+        """Create the endpoint, or update its description, tags and traffic; keys never change here.
+
+        The change is checked whole, then stored, then applied: a refused change leaves the router and
+        the database as they were, and an acknowledged one survives a crash.
+        """
+        stored_spec = spec.model_copy(update={"traffic": None, "mirror_traffic": None})
         endpoint = self.endpoints.get(name)
         if endpoint is None:
             endpoint = EndpointRuntime(name, spec, new_key(), new_key())
-            endpoint.set_traffic(spec.traffic or {}, spec.mirror_traffic or {})
+            plan = endpoint.plan_traffic(spec.traffic or {}, spec.mirror_traffic or {})
+            self.store.put_endpoint(name, endpoint.document(plan=plan))
+            endpoint.apply(plan)
             self.endpoints[name] = endpoint
         else:
             if spec.compute != endpoint.spec.compute and endpoint.deployments:
                 raise Conflict(f"endpoint {name} has deployments; its compute cannot change")
-            endpoint.set_traffic(spec.traffic, spec.mirror_traffic)
-            endpoint.spec = spec.model_copy(update={"traffic": None, "mirror_traffic": None})
-        if spec.traffic:
-            self._check_takes_traffic(endpoint, spec.traffic)
-        self.store.put_endpoint(name, endpoint.document())
+            plan = endpoint.plan_traffic(spec.traffic, spec.mirror_traffic)
+            self.store.put_endpoint(name, endpoint.document(spec=stored_spec, plan=plan))
+            endpoint.apply(plan)
+            endpoint.spec = stored_spec
         for deployment, share in endpoint.traffic.items():
             log.info("endpoint %s: %s now takes %s%% of traffic", name, deployment, share)
         return endpoint
 
-    @staticmethod
-    def _check_takes_traffic(endpoint: EndpointRuntime, traffic: dict[str, int]) -> None:
-        for name, share in traffic.items():
-            if share and endpoint.deployments[name].state is ProvisioningState.FAILED:
-                raise Invalid(f"deployment {name} failed to provision and cannot take traffic")
-
     async def delete_endpoint(self, name: str) -> None:
         endpoint = self.endpoint(name)
-        del self.endpoints[name]
         self.store.delete_endpoint(name)
+        del self.endpoints[name]
         await asyncio.gather(*(self._retire(d) for d in endpoint.deployments.values()))
 
     def regenerate_key(self, name: str, key_type: str) -> EndpointRuntime:
+        """Store the new key, then accept it: once acknowledged, the old key is gone for good."""
         endpoint = self.endpoint(name)
-        endpoint.regenerate_key(key_type)
-        self.store.put_endpoint(name, endpoint.document())
+        keys = endpoint.regenerated_keys(key_type)
+        self.store.put_endpoint(name, endpoint.document(keys=keys))
+        endpoint.set_keys(*keys)
         return endpoint
 
     # ---- deployments -----------------------------------------------------------------
@@ -238,8 +240,8 @@ class Runtime:
             raise Conflict(
                 f"deployment {name} still takes traffic on endpoint {endpoint_name}; set its traffic to 0 first"
             )
-        del endpoint.deployments[name]
         self.store.delete_deployment(endpoint_name, name)
+        del endpoint.deployments[name]
         await self._retire(deployment)
 
     async def _retire(self, deployment: DeploymentRuntime) -> None:
