@@ -1,33 +1,37 @@
-"""An event trigger for an ``AssetWatcher``: fires when the input prefix holds blobs not yet scored.
+"""An event trigger for an ``AssetWatcher``: fires once for each blob not yet scored.
 
 "Not yet scored" is the batch flow's own definition: absent from the manifest, or listed there
 with another etag. Blobs a run has already staged count as taken, so a run in progress does
-not set off another one for the same files.
+not set off another one for the same files. The trigger keeps running and remembers which blob
+versions (name and etag) it has reported: a blob that stays unscored is not reported again on
+every poll, and a replaced one (new etag) is reported once more.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from functools import cached_property
 
 from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
-from airflow.triggers.base import BaseEventTrigger
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
 from deployflow.batch.manifest import BlobRef, new_blobs
 from deployflow.batch.naming import STAGING_FOLDER
 from deployflow.batch.storage import list_inputs, read_manifest
-from deployflow.triggers.polling import PollingTrigger, Reading
+from deployflow.triggers.polling import SUCCESS, PollingTrigger, Reading
 
 MAX_NAMES_IN_EVENT = 100
 
 
 class NewBlobsTrigger(PollingTrigger, BaseEventTrigger):
-    """Polls ``container/prefix`` every ``poll_interval`` seconds; yields one event listing the new blobs.
+    """Polls ``container/prefix`` every ``poll_interval`` seconds and yields one event per new blob version.
 
-    The event's ``blobs`` holds at most 100 names (``count`` says how many there are): it is a
-    signal to run, and the run lists the prefix again itself. It has no deadline: a storage
-    error is logged and the watch goes on.
+    Each event names its blob (``blob``, ``etag``; ``blobs`` and ``count`` as a one-blob list): it
+    is a signal to run, and the run lists the prefix again itself. It has no deadline: a storage
+    error is logged and the watch goes on. ``poll()`` is one look at everything unscored.
     """
 
     serialized_fields = ("wasb_conn_id", "container", "prefix", "manifest_container", "manifest_blob", "poll_interval")
@@ -76,6 +80,29 @@ class NewBlobsTrigger(PollingTrigger, BaseEventTrigger):
         in_flight = {b.name.split("/", 2)[2] for b in staged if b.name.count("/") >= 2}
         cut = len(self.prefix.strip("/")) + 1 if self.prefix.strip("/") else 0
         return [blob for blob in fresh if blob.name[cut:] not in in_flight]
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        reported: set[BlobRef] = set()
+        try:
+            while True:
+                try:
+                    fresh = await asyncio.to_thread(self._unscored)
+                except self.poll_errors as e:
+                    self.on_poll_error(e)
+                else:
+                    reported &= set(fresh)  # a version scored since is forgotten: the memory stays small
+                    for blob in fresh:
+                        if blob not in reported:
+                            reported.add(blob)
+                            yield self._new_blob_event(blob)
+                await asyncio.sleep(self.poll_interval)
+        finally:
+            self.close()
+
+    def _new_blob_event(self, blob: BlobRef) -> TriggerEvent:
+        message = f"new blob {blob.name} under {self._where}"
+        return self.event(Reading(message, SUCCESS, {"blob": blob.name, "etag": blob.etag, "count": 1,
+                                                     "blobs": [blob.name]}))  # fmt: skip
 
     def poll(self) -> Reading:
         fresh = self._unscored()

@@ -2,9 +2,11 @@
 
 Plays Azure ML's parallel run step: ``instance_count × max_concurrency_per_instance`` slots
 each keep one worker process, take mini-batches from a shared queue, retry a failed one up
-to ``max_retries`` times (a timed-out or crashed worker is replaced), and count the files of
-a mini-batch that kept failing as failed items. Past ``error_threshold`` the job stops.
-Outputs are assembled in mini-batch order and published only once every mini-batch is done.
+to ``max_retries`` times (a timed-out or crashed worker is replaced), then score the files of a
+mini-batch that kept failing one by one, so a bad file fails alone and the others are scored.
+Failed files are counted as failed items, with their error; empty files are skipped, with the
+reason. Past ``error_threshold`` the job stops. Outputs are assembled in mini-batch order and
+published only once every mini-batch is done: nothing is half-visible as scored.
 """
 
 from __future__ import annotations
@@ -58,13 +60,28 @@ class JobLog:
 
 
 class JobFailed(RuntimeError):
-    """The job cannot complete; the message is the job's error."""
+    """The job cannot complete; the message is the job's error. ``retryable`` is False when running
+    it again would fail the same way (its data or its code), so the flow must not retry it."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+EMPTY_FILE = "empty file (0 bytes): nothing to score"
 
 
 @dataclass(frozen=True)
 class MiniBatch:
+    """Files scored together; ``part`` numbers the files of a failed mini-batch, scored one by one."""
+
     index: int
     files: list[str]
+    part: int | None = None
+
+    @property
+    def output_name(self) -> str:
+        return f"{self.index:06d}.csv" if self.part is None else f"{self.index:06d}.{self.part:06d}.csv"
 
 
 @dataclass(frozen=True)
@@ -129,13 +146,13 @@ class JobRun:
         finally:
             self.job.summary.duration_s = round(time.monotonic() - started, 3)
         self.publishing = True
-        await asyncio.to_thread(self._publish, batches)
+        await asyncio.to_thread(self._publish)
 
     async def _plan_batches(self) -> list[MiniBatch]:
         spec, summary = self.job, self.job.summary
         names = await asyncio.to_thread(list_files, self.input, spec.input.files, self.connection_string)
         if not names:
-            raise JobFailed(f"no input files under {spec.input.uri}; check the folder or blob prefix")
+            raise JobFailed(f"no input files under {spec.input.uri}; check the folder or blob prefix", retryable=True)
         batches = [
             MiniBatch(i, names[start : start + spec.mini_batch_size])
             for i, start in enumerate(range(0, len(names), spec.mini_batch_size))
@@ -164,12 +181,41 @@ class JobRun:
             await worker.stop()
 
     async def _score(self, batch: MiniBatch, slot: int) -> None:
-        """Try a mini-batch up to 1 + max_retries times; count its files as failed if every try fails."""
-        spec, summary = self.job, self.job.summary
+        """Score a mini-batch; when every try fails, score its files one by one, so one bad file fails alone.
+
+        Empty files are skipped (recorded with the reason). A file that fails alone counts as a failed item.
+        """
+        summary = self.job.summary
         paths = await asyncio.to_thread(self._fetch, batch)
-        output = self.results / f"{batch.index:06d}.csv"
+        files, kept = [], []
+        for name, path in zip(batch.files, paths, strict=True):
+            if path.stat().st_size == 0:
+                summary.skipped_files[name] = EMPTY_FILE
+                self.job_log.warning("%s skipped: %s", name, EMPTY_FILE)
+            else:
+                files.append(name)
+                kept.append(path)
+        if not files:
+            return
+        retries = self.job.max_retries if batch.part is None else 0  # a file alone had its tries in the batch
+        attempt = await self._attempts(MiniBatch(batch.index, files, batch.part), kept, slot, retries)
+        if attempt.ok:
+            return
+        if len(files) > 1:
+            self.job_log.info("mini-batch %d failed; scoring its %d files one by one", batch.index, len(files))
+            for part, (name, path) in enumerate(zip(files, kept, strict=True)):
+                alone = await self._attempts(MiniBatch(batch.index, [name], part), [path], slot, 0)
+                if not alone.ok:
+                    self._failed(name, alone.error)
+            return
+        self._failed(files[0], attempt.error)
+
+    async def _attempts(self, batch: MiniBatch, paths: list[Path], slot: int, retries: int) -> Attempt:
+        """Run a mini-batch up to ``1 + retries`` times; its output stays only if one run succeeds."""
+        spec, summary = self.job, self.job.summary
+        output = self.results / batch.output_name
         attempt = Attempt(ok=False)
-        for number in range(1 + spec.max_retries):
+        for number in range(1 + retries):
             if number:
                 summary.retries += 1
             worker = self.workers.get(slot)
@@ -183,17 +229,22 @@ class JobRun:
             if attempt.ok:
                 summary.succeeded += len(batch.files)
                 summary.rows += attempt.rows
-                return
+                return attempt
             self.job_log.warning(
                 "mini-batch %d (%s) attempt %d of %d failed: %s (traceback in the worker's log)",
-                batch.index, ", ".join(batch.files), number + 1, 1 + spec.max_retries, _last_line(attempt.error),
+                batch.index, ", ".join(batch.files), number + 1, 1 + retries, _last_line(attempt.error),
             )  # fmt: skip
             if attempt.broken:
                 await worker.kill()
         output.unlink(missing_ok=True)
-        summary.failed += len(batch.files)
-        summary.failed_files.extend(batch.files)
-        self.errors.append(f"mini-batch {batch.index} ({', '.join(batch.files)}): {_last_line(attempt.error)}")
+        return attempt
+
+    def _failed(self, name: str, error: str | None) -> None:
+        spec, summary = self.job, self.job.summary
+        summary.failed += 1
+        summary.failed_files.append(name)
+        summary.file_errors[name] = _last_line(error)
+        self.errors.append(f"{name}: {_last_line(error)}")
         if spec.error_threshold != -1 and summary.failed > spec.error_threshold:
             raise JobFailed(
                 f"{summary.failed} item(s) failed, more than error_threshold={spec.error_threshold}; "
@@ -238,15 +289,13 @@ class JobRun:
             log_path=self.plan.log_dir / f"worker-{slot}.log", templates=self.templates, user=self.user,
         )  # fmt: skip
 
-    def _publish(self, batches: list[MiniBatch]) -> None:
+    def _publish(self) -> None:
         """Assemble predictions in mini-batch order, then publish predictions first and summary last."""
         staging = self.plan.work_dir / "output"
         staging.mkdir(parents=True, exist_ok=True)
         with open(staging / PREDICTIONS_FILE, "wb") as out:
-            for batch in batches:
-                part = self.results / f"{batch.index:06d}.csv"
-                if part.exists():
-                    out.write(part.read_bytes())
+            for part in sorted(self.results.glob("*.csv")):  # mini-batch order; a split one's files in order
+                out.write(part.read_bytes())
         summary = {"job_id": self.job.id, **self.job.summary.model_dump(), "errors": self.errors}
         (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
         files = {PREDICTIONS_FILE: staging / PREDICTIONS_FILE, SUMMARY_FILE: staging / SUMMARY_FILE}
