@@ -214,14 +214,14 @@ def test_blob_trigger_reports_each_new_blob_once_however_many_polls_see_it(servi
                               manifest_container="once-out", manifest_blob="_manifest.json",
                               poll_interval=0.05)  # fmt: skip
     polls = 0
-    unscored = trigger._unscored
+    poll = trigger.poll
 
-    def counted() -> list[BlobRef]:
+    def counted() -> Any:
         nonlocal polls
         polls += 1
-        return unscored()
+        return poll()
 
-    trigger._unscored = counted  # type: ignore[method-assign]
+    trigger.poll = counted  # type: ignore[method-assign]
     events: list[dict[str, Any]] = []
 
     async def watch_while(step: Any) -> None:

@@ -85,16 +85,13 @@ class NewBlobsTrigger(PollingTrigger, BaseEventTrigger):
         reported: set[BlobRef] = set()
         try:
             while True:
-                try:
-                    fresh = await asyncio.to_thread(self._unscored)
-                except self.poll_errors as e:
-                    self.on_poll_error(e)
-                else:
-                    reported &= set(fresh)  # a version scored since is forgotten: the memory stays small
-                    for blob in fresh:
-                        if blob not in reported:
-                            reported.add(blob)
-                            yield self._new_blob_event(blob)
+                reading = await self._poll_once()  # None: a storage error, logged; the watch goes on
+                if reading is not None:
+                    fresh = {BlobRef(name, etag) for name, etag in reading.details.get("versions", ())}
+                    reported &= fresh  # a version scored since is forgotten: the memory stays small
+                    for blob in sorted(fresh - reported, key=lambda b: b.name):
+                        reported.add(blob)
+                        yield self._new_blob_event(blob)
                 await asyncio.sleep(self.poll_interval)
         finally:
             self.close()
@@ -105,11 +102,14 @@ class NewBlobsTrigger(PollingTrigger, BaseEventTrigger):
                                                      "blobs": [blob.name]}))  # fmt: skip
 
     def poll(self) -> Reading:
+        """One look: how many blobs are unscored, the first names, and every (name, etag) for ``run()``."""
         fresh = self._unscored()
         if not fresh:
             return Reading.waiting(f"no unscored blobs under {self._where} yet")
         names = [blob.name for blob in fresh[:MAX_NAMES_IN_EVENT]]
-        return Reading.success(f"{len(fresh)} new blob(s) under {self._where}", count=len(fresh), blobs=names)
+        versions = [(blob.name, blob.etag) for blob in fresh]
+        return Reading.success(f"{len(fresh)} new blob(s) under {self._where}", count=len(fresh), blobs=names,
+                               versions=versions)  # fmt: skip
 
     def on_poll_error(self, error: Exception) -> Reading | None:
         """A storage hiccup must not end the watch: say so and poll again."""
