@@ -14,8 +14,9 @@ whose trigger compares the folder with the manifest).
    scores exactly them (Azure ML scores whole folders).
 4. **score** — a batch job on the compute cluster (Azure ML) or the local runtime, waited for in
    the triggerer; outputs go to `<output prefix>/<run>/`.
-5. **update_manifest** — records the scored blobs and their etags (etag-conditional rewrite);
-   blobs that failed but were tolerated by the error threshold stay out, to be scored again.
+5. **update_manifest** — records the blobs the run took and their etags (etag-conditional rewrite):
+   scored; failed (tolerated by the error threshold), quarantined under `<output prefix>/failed/<run>/`
+   with an error report; or skipped (empty), with the reason. None is taken again until replaced.
 6. **clean_staging** — teardown: removes the staging folder whether the run passed or failed.
 
 A blob is scored once however often the DAG runs.
@@ -45,6 +46,7 @@ from deployflow.triggers.blob import NewBlobsTrigger
 log = logging.getLogger(__name__)
 PROJECT_DIR = Path(__file__).resolve().parents[1]  # the use cases are in its include/batch/
 RUN_KEY = "{{ run_key(run_id) }}"
+FAILED_FOLDER = "failed"
 
 
 def schedule_of(case: BatchUseCase) -> object:
@@ -165,7 +167,9 @@ def build_dag(case: BatchUseCase) -> DAG:
             container=case.output.container,
             manifest_blob=case.manifest_blob,
             blobs=find.output,
+            input_container=case.input.container,
             input_prefix=case.input.prefix,
+            failed_prefix=join_blob_path(case.output.prefix, FAILED_FOLDER, RUN_KEY),
             scoring=score.output,
             run_id="{{ run_id }}",
             **blob,

@@ -17,6 +17,11 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 # Model environments are built once and shared by the runtime, validation and every test.
 os.environ.setdefault("DEPLOYFLOW_ENV_CACHE", str(CACHE / "envs"))
+# Under root, model code runs as an unprivileged user, who must be able to reach the Python the model
+# environments are built from; the tests' Python may live where it cannot (pyenv under /root, pytest's
+# owner-only temporary folders). Tests run model code as root then, except the isolation tests, which
+# run it as that user from a Python and folders it can reach.
+os.environ.setdefault("DEPLOYFLOW_CHILD_USER", "root")
 
 
 def _fernet_key() -> str:

@@ -113,3 +113,16 @@ def test_content_hash_follows_content_not_location(package: Path, tmp_path: Path
     assert ModelPackage(package).content_hash() == ModelPackage(elsewhere).content_hash()
     (elsewhere / "sample-response.json").write_text(json.dumps([1.0, 2.0, 3.0]))
     assert ModelPackage(package).content_hash() != ModelPackage(elsewhere).content_hash()
+
+
+def test_the_content_hash_frames_file_boundaries(tmp_path: Path) -> None:
+    """Moving a file's end into the next file's name gave the same bytes to an unframed digest."""
+    split, joined = tmp_path / "split", tmp_path / "joined"
+    for folder in (split, joined):
+        shutil.copytree(SAMPLE, folder)
+    (split / "model" / "a").write_bytes(b"")
+    (split / "model" / "b").write_bytes(b"X")
+    (joined / "model" / "a").write_bytes(b"model/b\0X")
+
+    assert ModelPackage.load(split).content_hash() != ModelPackage.load(joined).content_hash()
+    assert ModelPackage.load(split).content_hash() == ModelPackage.load(split).content_hash()

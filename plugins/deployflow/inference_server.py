@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -21,7 +22,9 @@ from types import TracebackType
 from typing import Any
 
 from deployflow.checks import Answer, Sample
-from deployflow.runtime.processes import tail
+from deployflow.runtime.child import CHILD_SCRIPTS
+from deployflow.runtime.isolation import ChildUser, IsolationError, hand_over, let_through, require_reachable
+from deployflow.runtime.processes import open_log, tail
 from deployflow.runtime.serving.replicas import LOOPBACK, free_port, server_command, server_environment, spawn_server
 
 READY_POLL_S = 0.1
@@ -32,11 +35,19 @@ class ServerStartError(RuntimeError):
 
 
 class InferenceServer:
-    """``with InferenceServer(python, package) as server: server.send(body)``; stopped on exit."""
+    """``with InferenceServer(python, package) as server: server.send(body)``; stopped on exit.
 
-    def __init__(self, python: Path, package_dir: Path, *, start_timeout_s: float, request_timeout_s: float) -> None:
+    With a ``user`` (the caller is root), the server runs as that user on a copy of the package it owns,
+    in a folder only it and the caller can reach; its log is written through an inherited descriptor.
+    """
+
+    def __init__(
+        self, python: Path, package_dir: Path, *, start_timeout_s: float, request_timeout_s: float,
+        user: ChildUser | None = None,
+    ) -> None:  # fmt: skip
         self.python = python.absolute()  # not resolve(): a venv's python is a symlink that must stay one
         self.package_dir = package_dir.resolve()
+        self.user = user
         self.start_timeout_s = start_timeout_s
         self.request_timeout_s = request_timeout_s
         self.port = 0
@@ -58,11 +69,13 @@ class InferenceServer:
 
     def start(self) -> None:
         self.port = free_port()
+        if self.user is not None:
+            self.package_dir = self._hand_over_package(self.user)
         args = server_command(self.python, self.package_dir, self.port, worker_count=1)
-        env = server_environment(self.package_dir)
+        env = server_environment(self.package_dir, self.user)
         started = time.monotonic()
-        with open(self.log_path, "wb") as log_file:
-            self.process = spawn_server(args, env, self.package_dir, log_file, None)
+        with open_log(self.log_path) as log_file:
+            self.process = spawn_server(args, env, self.package_dir, log_file, None, self.user)
         deadline = started + self.start_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -78,6 +91,19 @@ class InferenceServer:
             f"the inference server was not ready within {self.start_timeout_s:g} s (init() too slow?). "
             f"Its log:\n{tail(self.log_path, 30)}"
         )
+
+    def _hand_over_package(self, user: ChildUser) -> Path:
+        """A copy of the package that ``user`` owns, after checking it can reach the interpreter and scripts."""
+        try:
+            require_reachable(self.python.resolve().parent, user, "the model environment's Python")
+            require_reachable(CHILD_SCRIPTS, user, "deployflow's scripts for model environments")
+        except IsolationError as e:
+            raise ServerStartError(str(e)) from e
+        copy = Path(self._logdir.name) / "package"
+        shutil.copytree(self.package_dir, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        let_through(Path(self._logdir.name), user)
+        hand_over(copy, user)
+        return copy
 
     def stop(self) -> None:
         process, self.process = self.process, None

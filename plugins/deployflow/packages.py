@@ -204,11 +204,13 @@ class ModelPackage:
         )
 
     def content_hash(self) -> str:
-        """A digest of every file's path and bytes: two packages with the same hash are the same model."""
+        """A digest of every file's path and bytes, each framed by its length, so no two packages that
+        differ (a file's end moved into the next one's name) hash the same: same hash, same model."""
         digest = hashlib.sha256()
         for file in self.files():
-            digest.update(str(file.relative_to(self.path)).encode() + b"\0")
-            digest.update(file.read_bytes())
+            for part in (str(file.relative_to(self.path)).encode(), file.read_bytes()):
+                digest.update(len(part).to_bytes(8, "big"))
+                digest.update(part)
         return digest.hexdigest()
 
 

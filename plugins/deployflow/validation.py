@@ -19,6 +19,7 @@ from deployflow.checks import Severity, run_checks
 from deployflow.inference_server import InferenceServer, ServerStartError, schema_examples, schema_of
 from deployflow.packages import ModelPackage, ModelPackageError
 from deployflow.runtime.environments import EnvironmentBuildError, EnvironmentCache, environment_key
+from deployflow.runtime.isolation import IsolationError, child_user
 
 ENV_CACHE_VARIABLE = "DEPLOYFLOW_ENV_CACHE"
 MODEL_CACHE_VARIABLE = "DEPLOYFLOW_MODEL_CACHE"
@@ -67,13 +68,17 @@ def validate_package(
     package = ModelPackage.load(path)
     package_rel, package_abs = package.tolerance()
     try:
-        python = EnvironmentCache(env_cache or default_env_cache()).ensure_requirements(package.serving_requirements())
+        user = child_user()
+        cache = EnvironmentCache(env_cache or default_env_cache(), user=user)
+        python = cache.ensure_requirements(package.serving_requirements())
     except EnvironmentBuildError as e:
         raise ModelPackageError(f"model package {package.path}: requirements.txt does not install: {e}") from e
+    except IsolationError as e:
+        raise ModelPackageError(f"model package {package.path} cannot be run in isolation: {e}") from e
     samples = package.samples()
     try:
         with InferenceServer(
-            python, package.path, start_timeout_s=timeout_s, request_timeout_s=request_timeout_s
+            python, package.path, start_timeout_s=timeout_s, request_timeout_s=request_timeout_s, user=user
         ) as server:
             schema = schema_of(server.swagger())
             report = run_checks(

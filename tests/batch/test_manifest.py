@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from deployflow.batch import locations
@@ -53,7 +55,7 @@ def test_the_manifest_round_trips_through_json_and_refuses_other_documents() -> 
 
 
 def test_run_derived_names_are_valid_job_names_and_blob_folders() -> None:
-    assert run_key(RUN) == "scheduled__2026-11-01T06-00-00-00-00"
+    assert run_key(RUN) == "scheduled_5f_5f2026-11-01T06_3a00_3a00_2b00_3a00"
     assert staging_prefix(RUN) == f"_staging/{run_key(RUN)}" and is_staged(staging_prefix(RUN) + "/a.csv")
     assert not is_staged("in/_staging/a.csv")
     assert output_prefix("diabetes/", RUN) == f"diabetes/{run_key(RUN)}"
@@ -62,6 +64,15 @@ def test_run_derived_names_are_valid_job_names_and_blob_folders() -> None:
     long = job_name("d" * 250, RUN)
     assert JOB_NAME.match(job_name("batch_scoring_diabetes", RUN)) and JOB_NAME.match(long) and len(long) == 255
     assert job_name("d" * 250, RUN) == long != job_name("d" * 250, RUN + "x")
+
+
+def test_distinct_run_ids_never_share_a_run_key() -> None:
+    ids = ["a:b", "a-b", "a_b", "a+b", "a b", "a__b", "a_5fb", "a_3ab", "aé", "a-", "-a", "a", "a::b", "a:-b"]
+    keys = [run_key(i) for i in ids]
+    assert len(set(keys)) == len(ids), dict(zip(ids, keys, strict=True))
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", key) for key in keys)  # safe in job names and blob folders
+    with pytest.raises(ValueError, match="empty run id"):
+        run_key("")
 
 
 def test_each_platform_gets_the_uris_it_reads() -> None:

@@ -17,6 +17,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from deployflow.batch.config import CONFIG_DIR, load_use_case
 from deployflow.batch.manifest import parse_manifest
+from deployflow.batch.naming import run_key
 from deployflow.local.client import LocalRuntimeClient
 from tests.airflow_support import connected_runtime, run_dag, task_states, xcom
 from tests.azurite import azurite_blob
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.slow
 CASE = load_use_case(CONFIG_DIR / "diabetes.json")
 INCOMING = CASE.input.prefix
 BROKEN_CSV = b"age,sex,bmi,bp,s1,s2,s3,s4,s5,s6\n0.1,0.2,oops,0.4,0.5,0.6,0.7,0.8,0.9,1.0\n"
+ABC_CSV = b"age,sex,bmi,bp,s1,s2,s3,s4,s5,s6\n0.1,0.2,abc,0.4,0.5,0.6,0.7,0.8,0.9,1.0\n"
 ALL_TASKS = ["wait_for_blobs", "find_new_blobs", "data_factory", "register_model", "stage_inputs", "score",
              "update_manifest", "clean_staging"]  # fmt: skip
 
@@ -138,27 +140,44 @@ def test_a_failing_job_fails_the_run_leaves_the_manifest_and_cleans_staging(dag,
     assert manifest(storage) == before and staged(storage) == []
     job = client.get_job(xcom(dag_run, "score", key="batch_job")["job_id"])
     assert job["status"] == "Failed" and "broken.csv" in job["error"]
+    assert job["retryable"] is False  # bad data: the task fails for good instead of retrying in five minutes
 
 
-def test_a_tolerated_failure_is_left_out_of_the_manifest_and_scored_by_the_next_run(
+def test_a_bad_file_is_quarantined_an_empty_one_skipped_and_the_good_one_scored(
     dag, storage, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import dags.batch_scoring as module
 
-    tolerant = module.build_dag(CASE.model_copy(update={"dag_id": f"{CASE.dag_id}_tolerant", "error_threshold": 1}))
-    landing(storage).upload_blob(f"{INCOMING}/late.csv", BROKEN_CSV)
-    first = run_dag(tolerant, retries=0)
+    tolerant = module.build_dag(CASE.model_copy(update={"dag_id": f"{CASE.dag_id}_tolerant", "error_threshold": -1}))
+    good, bad, empty = (f"{INCOMING}/late-{kind}.csv" for kind in ("good", "bad", "empty"))
+    landing(storage).upload_blob(good, (SAMPLE_DATA / "patients-01.csv").read_bytes())
+    landing(storage).upload_blob(bad, ABC_CSV)
+    landing(storage).upload_blob(empty, b"")
+    try:
+        first = run_dag(tolerant, retries=0)
 
-    assert str(first.state) == "success" and xcom(first, "score")["failed_files"] == ["late.csv"]
-    assert f"{INCOMING}/late.csv" not in manifest(storage)
-    task_log = capsys.readouterr().out  # task logs go to stdout under dag.test()
-    assert f"stay out of the manifest, so the next run scores them again: {INCOMING}/late.csv" in task_log
-    landing(storage).upload_blob(f"{INCOMING}/late.csv", (SAMPLE_DATA / "patients-01.csv").read_bytes(),
-                                 overwrite=True)  # fmt: skip
+        assert str(first.state) == "success" and xcom(first, "score")["failed_files"] == ["late-bad.csv"]
+        assert {name for name, _ in run_outputs(storage, first)} == {"late-good.csv"}
+        entries = manifest(storage)
+        assert (entries[good].status, entries[bad].status, entries[empty].status) == ("scored", "failed", "skipped")
+        assert "abc" in entries[bad].error and entries[empty].error == "empty file (0 bytes): nothing to score"
+        quarantine = f"{CASE.output.prefix}/failed/{run_key(first.run_id)}/late-bad.csv"
+        scored = storage.get_container_client(CASE.output.container)
+        assert scored.download_blob(quarantine).readall() == ABC_CSV
+        report = json.loads(scored.download_blob(f"{quarantine}.error.json").readall())
+        assert report["blob"] == f"{CASE.input.container}/{bad}" and "abc" in report["error"]
+        assert entries[bad].output_uri.endswith(quarantine)
+        assert "late-bad.csv failed to score" in capsys.readouterr().out
 
-    second = run_dag(tolerant, retries=0)
+        second = run_dag(tolerant, retries=0)  # the bad and the empty file are not picked up again
 
-    assert str(second.state) == "success" and xcom(second, "score")["failed_files"] == []
-    assert {name for name, _ in run_outputs(storage, second)} == {"late.csv"}
-    assert manifest(storage)[f"{INCOMING}/late.csv"].run_id == second.run_id
-    landing(storage).delete_blob(f"{INCOMING}/late.csv")
+        assert task_states(second)["find_new_blobs"] == "skipped" and manifest(storage) == entries
+        landing(storage).upload_blob(bad, (SAMPLE_DATA / "patients-02.csv").read_bytes(), overwrite=True)
+
+        third = run_dag(tolerant, retries=0)  # a corrected file is a new version: scored
+
+        assert {name for name, _ in run_outputs(storage, third)} == {"late-bad.csv"}
+        assert (manifest(storage)[bad].status, manifest(storage)[bad].run_id) == ("scored", third.run_id)
+    finally:
+        for name in (good, bad, empty):
+            landing(storage).delete_blob(name)

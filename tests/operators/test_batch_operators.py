@@ -204,3 +204,51 @@ def test_a_watched_use_case_runs_on_its_cron_or_on_new_blobs(tmp_path: Path) -> 
     assert list(module.build_dag(case.model_copy(update={"schedule": None})).timetable.asset_condition.objects) == [
         asset
     ]
+
+
+def test_blob_trigger_reports_each_new_blob_once_however_many_polls_see_it(service: BlobServiceClient) -> None:
+    landing = service.create_container("once-in")
+    for name in ("in/a.csv", "in/b.csv"):
+        landing.upload_blob(name, b"1,2\n")
+    trigger = NewBlobsTrigger(wasb_conn_id=WASB_CONN_ID, container="once-in", prefix="in",
+                              manifest_container="once-out", manifest_blob="_manifest.json",
+                              poll_interval=0.05)  # fmt: skip
+    polls = 0
+    poll = trigger.poll
+
+    def counted() -> Any:
+        nonlocal polls
+        polls += 1
+        return poll()
+
+    trigger.poll = counted  # type: ignore[method-assign]
+    events: list[dict[str, Any]] = []
+
+    async def watch_while(step: Any) -> None:
+        async def collect() -> None:
+            async for event in trigger.run():
+                events.append(event.payload)
+
+        task = asyncio.create_task(collect())
+        try:
+            for action, more_polls in step:
+                await asyncio.to_thread(action)
+                target = polls + more_polls
+                while polls < target:
+                    assert not task.done(), "the watch ended"
+                    await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(watch_while([
+        (lambda: None, 10),                                                      # a and b, seen by ten polls
+        (lambda: landing.upload_blob("in/c.csv", b"1,2\n"), 10),                 # a third blob
+        (lambda: landing.upload_blob("in/a.csv", b"3,4\n", overwrite=True), 10),  # a new version of a
+    ]))  # fmt: skip
+
+    assert [(e["status"], e["blob"], e["count"]) for e in events] == [
+        ("success", "in/a.csv", 1), ("success", "in/b.csv", 1), ("success", "in/c.csv", 1),
+        ("success", "in/a.csv", 1),
+    ]  # fmt: skip
+    assert events[0]["etag"] != events[3]["etag"]

@@ -56,7 +56,9 @@ def test_keys_accept_either_and_nothing_else() -> None:
     ep = endpoint()
     assert ep.authorized(b"Bearer primary-key") and ep.authorized(b"Bearer secondary-key")
     assert not ep.authorized(b"Bearer primary-ke") and not ep.authorized(None)
-    ep.regenerate_key("primary")
+    keys = ep.regenerated_keys("primary")
+    assert ep.authorized(b"Bearer primary-key"), "a regenerated key is not in use until it is set"
+    ep.set_keys(*keys)
     assert not ep.authorized(b"Bearer primary-key") and ep.authorized(b"Bearer secondary-key")
 
 

@@ -1,8 +1,11 @@
-"""The manifest: which input blobs were scored, at which etag, by which run.
+"""The manifest: which input blobs were taken, at which etag, by which run, and how it went.
 
 It lives at ``<output prefix>/_manifest.json``. A blob is new when the manifest does not
-list it, or lists it with another etag (its content was replaced). Pure data in, data out;
-reading and writing it with an etag condition is the storage module's job.
+list it, or lists it with another etag (its content was replaced). Each entry says whether
+the blob was ``scored``, ``failed`` (quarantined, with its error) or ``skipped`` (with the
+reason): a bad or empty file is taken once, not picked up by every later run, until it is
+replaced. Pure data in, data out; reading and writing it with an etag condition is the
+storage module's job.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MANIFEST_VERSION = 1
+SCORED, FAILED, SKIPPED = "scored", "failed", "skipped"
 
 
 class ManifestError(ValueError):
@@ -36,12 +40,14 @@ class BlobRef:
 
 @dataclass(frozen=True)
 class Entry:
-    """What the manifest knows about one scored blob."""
+    """What the manifest knows about one blob a run took: ``error`` says why it failed or was skipped."""
 
     etag: str
     run_id: str
     output_uri: str
     scored_at: str
+    status: str = SCORED
+    error: str | None = None
 
 
 Manifest = dict[str, Entry]
@@ -74,11 +80,30 @@ def new_blobs(listed: Iterable[BlobRef], manifest: Manifest) -> list[BlobRef]:
     return sorted(fresh, key=lambda blob: blob.name)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How a blob a run took without scoring it ended: ``status`` FAILED or SKIPPED, why, and where
+    it is kept (a failed blob's quarantined copy)."""
+
+    status: str
+    error: str
+    location: str
+
+
 def with_scored(
-    manifest: Manifest, scored: Iterable[BlobRef], *, run_id: str, output_uri: str, scored_at: str
+    manifest: Manifest,
+    scored: Iterable[BlobRef],
+    *,
+    run_id: str,
+    output_uri: str,
+    scored_at: str,
+    unscored: Mapping[BlobRef, Outcome] | None = None,
 ) -> Manifest:
-    """A new manifest: ``manifest`` plus one entry per scored blob (a rescored blob's entry is replaced)."""
+    """A new manifest: ``manifest`` plus one entry per blob the run took (a retaken blob's entry is
+    replaced): scored, or failed or skipped as ``unscored`` says."""
     merged = dict(manifest)
     for blob in scored:
         merged[blob.name] = Entry(etag=blob.etag, run_id=run_id, output_uri=output_uri, scored_at=scored_at)
+    for blob, outcome in (unscored or {}).items():
+        merged[blob.name] = Entry(blob.etag, run_id, outcome.location, scored_at, outcome.status, outcome.error)
     return merged

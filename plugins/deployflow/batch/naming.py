@@ -1,7 +1,8 @@
 """Names the batch flow derives from a run: staging and output prefixes, the job name.
 
 Airflow run ids hold ':' and '+' (``scheduled__2026-11-01T06:00:00+00:00``), which job names
-refuse and blob URLs must escape; every derived name uses the run key instead.
+refuse and blob URLs must escape; every derived name uses the run key instead. The run key is an
+escape of the run id, not a lossy clean-up, so two run ids (``a:b``, ``a-b``) never share outputs.
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ from deployflow.batch.config import join_blob_path
 
 STAGING_FOLDER = "_staging"
 MAX_JOB_NAME = 255
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_ESCAPED = re.compile(r"[^A-Za-z0-9-]")
 
 
 def run_key(run_id: str) -> str:
-    """The run id with every run of characters other than letters, digits, '_' and '-' turned into one '-'."""
-    key = _UNSAFE.sub("-", run_id).strip("-")
-    if not key:
-        raise ValueError(f"run id {run_id!r} has no letter or digit to name its files after")
-    return key
+    """The run id with letters, digits and '-' kept, and every other character (``_`` too) written as
+    ``_`` and its UTF-8 bytes in hex: ``a:b`` is ``a_3ab``, ``a-b`` stays ``a-b``, ``a_b`` is ``a_5fb``."""
+    if not run_id:
+        raise ValueError("an empty run id has nothing to name its files after")
+    return _ESCAPED.sub(lambda m: "".join(f"_{byte:02x}" for byte in m.group().encode()), run_id)
 
 
 def staging_prefix(run_id: str) -> str:

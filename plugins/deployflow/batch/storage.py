@@ -7,6 +7,8 @@ finish together both keep their entries: the loser of the race re-reads and merg
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -93,6 +95,24 @@ def stage(
     return staged
 
 
+def quarantine(
+    service: BlobServiceClient, container: str, blob: str, *, to_container: str, to_name: str, report: dict
+) -> str:
+    """A server-side copy of a blob that failed to score, beside a JSON error report (``<name>.error.json``);
+    returns the copy's URL. The input blob stays where it is (the manifest says it was taken)."""
+    source_url = service.get_container_client(container).get_blob_client(blob).url
+    target = service.get_container_client(to_container)
+    if not target.exists():
+        with contextlib.suppress(ResourceExistsError):
+            target.create_container()
+    copy = target.get_blob_client(to_name)
+    copy.start_copy_from_url(source_url)
+    _wait_for_copy(copy, blob)
+    target.upload_blob(f"{to_name}.error.json", json.dumps(report, indent=1) + "\n", overwrite=True,
+                       content_settings=ContentSettings(content_type="application/json"))  # fmt: skip
+    return copy.url
+
+
 def _wait_for_copy(copy: object, source: str) -> None:
     """Same-account copies usually finish at once; a large one may stay pending for a while."""
     deadline = time.monotonic() + COPY_TIMEOUT_S
@@ -101,9 +121,9 @@ def _wait_for_copy(copy: object, source: str) -> None:
         if status == "success":
             return
         if status != "pending":
-            raise RuntimeError(f"copying {source} to the staging folder ended {status}")
+            raise RuntimeError(f"copying {source} ended {status}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"copying {source} to the staging folder took over {COPY_TIMEOUT_S:g} s")
+            raise TimeoutError(f"copying {source} took over {COPY_TIMEOUT_S:g} s")
         time.sleep(COPY_POLL_S)
 
 

@@ -247,6 +247,9 @@ def _job_state(document: dict[str, Any]) -> BatchJobState:
         error=document["error"],
         summary=counts,
         failed_files=tuple(document["summary"].get("failed_files", ())),
+        file_errors=dict(document["summary"].get("file_errors") or {}),
+        skipped_files=dict(document["summary"].get("skipped_files") or {}),
+        retryable=document.get("retryable") is not False,
     )
 
 

@@ -19,7 +19,8 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from azure.storage.blob import BlobServiceClient
 
 from deployflow.batch import locations, storage
-from deployflow.batch.manifest import BlobRef, new_blobs, with_scored
+from deployflow.batch.config import join_blob_path
+from deployflow.batch.manifest import FAILED, SKIPPED, BlobRef, Outcome, new_blobs, with_scored
 from deployflow.batch.naming import relative_name
 from deployflow.operators.base import MLPlatformOperator
 from deployflow.operators.deployment import refused_requests_fail_the_task
@@ -120,15 +121,18 @@ class StageBlobsOperator(BlobOperator):
 
 
 class UpdateManifestOperator(BlobOperator):
-    """Add the scored blobs to the manifest; the rewrite is conditional on its etag, so no entry is lost.
+    """Record every blob the run took in the manifest; the rewrite is conditional on its etag, so no entry is lost.
 
-    ``scoring`` is what the scoring task returned (its ``output_uri`` and ``failed_files``): blobs
-    whose files failed, though the job stayed under its error threshold, are left out, so the
-    next run scores them again.
+    ``scoring`` is what the scoring task returned (``output_uri``, ``failed_files`` with
+    ``file_errors``, ``skipped_files``). A blob that failed is quarantined first — copied under
+    ``failed_prefix`` in the manifest's container, beside an error report — then recorded as
+    failed with its error; an empty one is recorded as skipped with the reason. Either way the
+    next run leaves it alone until it is replaced (a new etag).
     """
 
     template_fields: Sequence[str] = (*BlobOperator.template_fields, "container", "manifest_blob", "blobs",
-                                      "input_prefix", "scoring", "run_id")  # fmt: skip
+                                      "input_container", "input_prefix", "failed_prefix", "scoring",
+                                      "run_id")  # fmt: skip
     ui_color = "#e6f0ff"
 
     def __init__(
@@ -137,7 +141,9 @@ class UpdateManifestOperator(BlobOperator):
         container: str,
         manifest_blob: str,
         blobs: Any,
+        input_container: str,
         input_prefix: str,
+        failed_prefix: str,
         scoring: Any,
         run_id: str,
         **kwargs: Any,
@@ -146,34 +152,50 @@ class UpdateManifestOperator(BlobOperator):
         self.container = container
         self.manifest_blob = manifest_blob
         self.blobs = blobs
+        self.input_container = input_container
         self.input_prefix = input_prefix
+        self.failed_prefix = failed_prefix
         self.scoring = scoring
         self.run_id = run_id
 
     def execute(self, context: Context) -> int:
-        failed = set(self.scoring.get("failed_files") or ())
-        blobs, left_out = [], []
-        for blob in _blob_refs(self.blobs):
-            (left_out if relative_name(blob.name, self.input_prefix) in failed else blobs).append(blob)
-        if left_out:
-            self.log.warning(
-                "%d blob(s) failed to score (tolerated by the error threshold) and stay out of the manifest, "
-                "so the next run scores them again: %s", len(left_out), ", ".join(b.name for b in left_out),
-            )  # fmt: skip
-        scored_at = datetime.now(UTC).isoformat(timespec="seconds")
+        errors = dict(self.scoring.get("file_errors") or {})
+        failed = set(self.scoring.get("failed_files") or ()) | set(errors)
+        skipped = dict(self.scoring.get("skipped_files") or {})
         output_uri = str(self.scoring["output_uri"])
+        scored, unscored = [], {}
+        for blob in _blob_refs(self.blobs):
+            name = relative_name(blob.name, self.input_prefix)
+            if name in failed:
+                unscored[blob] = self._quarantine(blob, name, errors.get(name) or "failed every try")
+            elif name in skipped:
+                unscored[blob] = Outcome(SKIPPED, skipped[name], output_uri)
+            else:
+                scored.append(blob)
+        scored_at = datetime.now(UTC).isoformat(timespec="seconds")
         manifest = storage.update_manifest(
             self.service,
             self.container,
             self.manifest_blob,
             lambda current: with_scored(
-                current, blobs, run_id=self.run_id, output_uri=output_uri, scored_at=scored_at
+                current, scored, run_id=self.run_id, output_uri=output_uri, scored_at=scored_at, unscored=unscored
             ),  # fmt: skip
         )
         self.log.info(
-            "manifest %s/%s: %d blob(s) added, %d in all", self.container, self.manifest_blob, len(blobs), len(manifest)
-        )
+            "manifest %s/%s: %d blob(s) scored, %d failed (quarantined under %s), %d skipped; %d in all",
+            self.container, self.manifest_blob, len(scored), sum(o.status == FAILED for o in unscored.values()),
+            self.failed_prefix, sum(o.status == SKIPPED for o in unscored.values()), len(manifest),
+        )  # fmt: skip
         return len(manifest)
+
+    def _quarantine(self, blob: BlobRef, name: str, error: str) -> Outcome:
+        target = join_blob_path(self.failed_prefix, name)
+        report = {"blob": f"{self.input_container}/{blob.name}", "etag": blob.etag, "run_id": self.run_id,
+                  "error": error, "fix": "correct the file and upload it again: a new version is scored"}  # fmt: skip
+        url = storage.quarantine(self.service, self.input_container, blob.name, to_container=self.container,
+                                 to_name=target, report=report)  # fmt: skip
+        self.log.warning("%s failed to score (%s); quarantined as %s/%s", blob.name, error, self.container, target)
+        return Outcome(FAILED, error, url)
 
 
 class DeleteBlobPrefixOperator(BlobOperator):
@@ -363,14 +385,24 @@ class BatchScoringOperator(MLPlatformOperator):
                 "batch job %s completed with %d file(s) that failed every try (within error_threshold=%s): %s",
                 state.job_id, len(state.failed_files), self.error_threshold, ", ".join(state.failed_files),
             )  # fmt: skip
+        if state.skipped_files:
+            self.log.warning("batch job %s skipped %d file(s): %s", state.job_id, len(state.skipped_files),
+                             ", ".join(f"{name} ({why})" for name, why in state.skipped_files.items()))  # fmt: skip
         return {"job_id": state.job_id, "status": state.status, "output_uri": state.output_uri,
-                "summary": state.summary, "failed_files": list(state.failed_files)}  # fmt: skip
+                "summary": state.summary, "failed_files": list(state.failed_files),
+                "file_errors": dict(state.file_errors), "skipped_files": dict(state.skipped_files)}  # fmt: skip
 
     def _fail(self, message: str, state: BatchJobState | None, job_id: str | None = None) -> NoReturn:
-        """A job still running when the wait gives up is canceled, so nothing writes outputs afterwards."""
+        """A job still running when the wait gives up is canceled, so nothing writes outputs afterwards.
+
+        A job that failed on its data or its code fails the task for good (no retry would help);
+        anything else (a timeout, the platform unreachable, a restart) may be retried.
+        """
         job_id = job_id or (state.job_id if state else None)
         if job_id and (state is None or not state.done):
             self._cancel(job_id)
+        if state is not None and state.done and not state.retryable:
+            raise AirflowFailException(f"{message} (not retried: running it again would fail the same way)")
         raise AirflowException(message)
 
     def _cancel(self, job_id: str) -> None:

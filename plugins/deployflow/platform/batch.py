@@ -84,8 +84,10 @@ class BatchJobState(_Spec):
     """A submitted job: ``summary`` holds items, succeeded, failed, mini_batches once known.
 
     ``failed_files`` names the input files (relative to the job's input) that kept failing but
-    were tolerated under ``error_threshold``, where the platform reports them (the local runtime
-    does; an Azure ML parallel job reports counts only, in its logs).
+    were tolerated under ``error_threshold``, and ``file_errors`` why; ``skipped_files`` those left
+    unscored (empty) and why, where the platform reports them (the local runtime does; an Azure
+    ML parallel job reports counts only, in its logs). ``retryable`` is False for a failure that
+    running the job again cannot fix (its data or its code).
     """
 
     job_id: str
@@ -94,6 +96,9 @@ class BatchJobState(_Spec):
     error: str | None = None
     summary: dict[str, int] = field(default_factory=dict)
     failed_files: tuple[str, ...] = ()
+    file_errors: dict[str, str] = field(default_factory=dict)
+    skipped_files: dict[str, str] = field(default_factory=dict)
+    retryable: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "failed_files", tuple(self.failed_files))  # a list after a JSON round trip

@@ -44,6 +44,16 @@ def parse_args(argv: list[str] | None = None) -> RuntimeConfig:
         "--no-metrics", action="store_true",
         help="do not count answers for GET /metrics (to measure what counting costs the router)",
     )  # fmt: skip
+    parser.add_argument(
+        "--child-user",
+        help="when the runtime runs as root, the unprivileged user model code runs as (default: deployflow, "
+        "created if absent); 'root' lets model code run as root, able to read the admin token and the state",
+    )
+    parser.add_argument(
+        "--model-python",
+        help="the Python model environments are built from (default: the runtime's own); under root it must be "
+        "readable by the child user",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     if args.batch_slots < 1:
@@ -60,6 +70,8 @@ def parse_args(argv: list[str] | None = None) -> RuntimeConfig:
         batch_slots=args.batch_slots,
         enforcement=Enforcement(args.enforcement) if args.enforcement else None,
         metrics=not args.no_metrics,
+        child_user=args.child_user,
+        model_python=str(Path(args.model_python).absolute()) if args.model_python else None,
     )
 
 

@@ -13,6 +13,8 @@ DEFAULT_CONTROL_PORT = 7070
 DEFAULT_ROUTER_PORT = 7071
 # Azure ML online endpoints accept request bodies up to 1.5 MB.
 DEFAULT_MAX_BODY_BYTES = 1_500_000
+# Control-plane documents are small; a job submission with a long file list is the largest.
+DEFAULT_CONTROL_MAX_BODY_BYTES = 1_000_000
 DEFAULT_LOG_CAP_BYTES = 5 * 1024 * 1024
 # How long a batch environment's warm worker template outlives its last job (0: no templates,
 # every worker a fresh process). azure-ai-ml's AmlCompute scales idle nodes down after 120 s by default.
@@ -21,6 +23,11 @@ DEFAULT_BATCH_WARM_IDLE_S = 600.0
 DEFAULT_BATCH_SLOTS = os.cpu_count() or 1
 TOKEN_ENV = "DEPLOYFLOW_RUNTIME_TOKEN"
 TOKEN_FILE = "admin-token"
+MIN_TOKEN_LENGTH = 32
+
+
+class ConfigError(ValueError):
+    """The runtime cannot start with this setting; the message says what to change."""
 
 
 @dataclass(frozen=True)
@@ -34,11 +41,16 @@ class RuntimeConfig:
     advertise_host: str | None = None
     env_cache_dir: Path | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    control_max_body_bytes: int = DEFAULT_CONTROL_MAX_BODY_BYTES
     log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES
     batch_warm_idle_s: float = DEFAULT_BATCH_WARM_IDLE_S
     batch_slots: int = DEFAULT_BATCH_SLOTS
     enforcement: Enforcement | None = None
     metrics: bool = True
+    # Who model code runs as when the runtime is root (isolation.child_user); "root" keeps root.
+    child_user: str | None = None
+    # The interpreter model environments are built from (default: the runtime's own).
+    model_python: str | None = None
 
     @property
     def environments_dir(self) -> Path:
@@ -63,17 +75,46 @@ class RuntimeConfig:
 
 
 def load_or_create_token(config: RuntimeConfig) -> str:
-    """The control plane's admin token: from the environment, else a file only the owner can read."""
+    """The control plane's admin token: from the environment, else a file only the owner can read.
+
+    An empty or short token is refused rather than trusted: ``Authorization: Bearer `` must never
+    be an admin, and a token file a crash left empty must not become one.
+    """
     import secrets
 
-    if os.environ.get(TOKEN_ENV):
-        return os.environ[TOKEN_ENV]
+    if TOKEN_ENV in os.environ:
+        return _checked(os.environ[TOKEN_ENV], f"${TOKEN_ENV}", f"unset it or set it to {MIN_TOKEN_LENGTH}+ characters")
     path = config.token_file
     if path.exists():
-        return path.read_text().strip()
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+        return _checked(path.read_text().strip(), str(path), "delete the file and the runtime writes a new token")
     token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token)
+    write_secret(path, token)
     return token
+
+
+def _checked(token: str, where: str, fix: str) -> str:
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ConfigError(
+            f"the admin token in {where} has {len(token)} characters; at least {MIN_TOKEN_LENGTH} are needed: {fix}"
+        )
+    return token
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write ``text`` as an owner-only (0600) file that is never seen half-written: a temporary file,
+    flushed to disk, renamed over ``path``, and the folder flushed so the rename survives a crash."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)

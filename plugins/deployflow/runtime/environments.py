@@ -16,9 +16,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from deployflow.runtime.isolation import ChildUser, build_environment, let_through, share
+
 log = logging.getLogger(__name__)
 
 READY_MARKER = ".deployflow-ready"
+SHARED_MARKER = ".deployflow-shared-{gid}"
 BUILD_TIMEOUT_S = 900
 
 
@@ -43,12 +46,21 @@ def find_uv() -> str | None:
 
 
 class EnvironmentCache:
-    """Builds and finds model venvs under ``cache_dir``; safe across processes (file lock)."""
+    """Builds and finds model venvs under ``cache_dir``; safe across processes (file lock).
 
-    def __init__(self, cache_dir: Path, *, base_python: str = sys.executable, uv: str | None = None) -> None:
+    A build (pip or uv, and any requirement's own build step) runs with ``build_environment()``, not
+    the caller's: no secret of the runtime or of Airflow reaches it. With a ``user``, each venv is
+    shared with that user's group (read-only), as the processes that run in it are that user.
+    """
+
+    def __init__(
+        self, cache_dir: Path, *, base_python: str = sys.executable, uv: str | None = None,
+        user: ChildUser | None = None,
+    ) -> None:  # fmt: skip
         self.cache_dir = cache_dir
         self.base_python = base_python
         self.uv = uv if uv is not None else find_uv()
+        self.user = user
 
     def ensure(self, requirements_file: Path) -> Path:
         """Return the Python interpreter of the venv for this requirements file, building it if needed."""
@@ -59,7 +71,7 @@ class EnvironmentCache:
         key = environment_key(requirements, self.base_python)
         env_dir = self.cache_dir / key
         python = env_dir / "bin" / "python"
-        if (env_dir / READY_MARKER).exists():
+        if (env_dir / READY_MARKER).exists() and self._shared(env_dir):
             return python
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         with open(self.cache_dir / f"{key}.lock", "w") as lock:
@@ -68,7 +80,15 @@ class EnvironmentCache:
                 requirements_file = self.cache_dir / f"{key}.requirements.txt"
                 requirements_file.write_text(requirements)
                 self._build(env_dir, requirements_file)
+            if not self._shared(env_dir):
+                assert self.user is not None
+                share(env_dir, self.user)
+                let_through(self.cache_dir, self.user)
+                (env_dir / SHARED_MARKER.format(gid=self.user.gid)).touch()
         return python
+
+    def _shared(self, env_dir: Path) -> bool:
+        return self.user is None or (env_dir / SHARED_MARKER.format(gid=self.user.gid)).exists()
 
     def _steps(self, env_dir: Path, requirements_file: Path) -> list[list[str]]:
         python = str(env_dir / "bin" / "python")
@@ -87,10 +107,13 @@ class EnvironmentCache:
         shutil.rmtree(env_dir, ignore_errors=True)
         build_log = self.cache_dir / f"{env_dir.name}.build.log"
         steps = self._steps(env_dir, requirements_file)
-        with open(build_log, "w") as out:
+        environment = build_environment()
+        with open(os.open(build_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
             for step in steps:
                 try:
-                    result = subprocess.run(step, stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S)
+                    result = subprocess.run(
+                        step, stdout=out, stderr=subprocess.STDOUT, env=environment, timeout=BUILD_TIMEOUT_S
+                    )  # fmt: skip
                 except subprocess.TimeoutExpired as e:
                     shutil.rmtree(env_dir, ignore_errors=True)
                     raise EnvironmentBuildError(f"building the model environment took over {BUILD_TIMEOUT_S}s") from e

@@ -26,3 +26,8 @@ class Invalid(RuntimeApiError):
 class Unauthorized(RuntimeApiError):
     status_code = 401
     code = "Unauthorized"
+
+
+class PayloadTooLarge(RuntimeApiError):
+    status_code = 413
+    code = "PayloadTooLarge"

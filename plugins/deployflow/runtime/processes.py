@@ -1,4 +1,4 @@
-"""Child-process helpers the serving and the jobs side share: death signal, log tails, log rotation."""
+"""Child-process helpers the serving and the jobs side share: death signal, identity, logs and their rotation."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import shutil
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
+
+from deployflow.runtime.isolation import ChildUser
 
 log = logging.getLogger(__name__)
 
@@ -18,21 +21,40 @@ PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def dying_with_runtime(then: Callable[[], None] | None = None) -> Callable[[], None]:
-    """A ``preexec_fn`` that gives the child the death signal (SIGKILL when the runtime dies), then runs ``then``.
+def dying_with_runtime(then: Callable[[], None] | None = None, user: ChildUser | None = None) -> Callable[[], None]:
+    """A ``preexec_fn`` that runs ``then`` (e.g. joining cgroups, which needs the runtime's rights), becomes
+    ``user`` when given, then sets the death signal (SIGKILL when the runtime dies; a change of user clears it).
 
     Processes must be spawned on the event loop's thread: the signal follows the spawning thread.
     """
     parent = os.getpid()
 
     def in_child() -> None:
+        if then is not None:
+            then()
+        if user is not None:
+            user.become()
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the runtime died before the signal was set
             os._exit(1)
-        if then is not None:
-            then()
 
     return in_child
+
+
+def log_descriptor(path: Path) -> int:
+    """A log file to hand to a child as its output: owner-only (0600), appended to, folders made as needed.
+
+    The child writes through the inherited descriptor, so it needs no right to the file or its folder.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+def open_log(path: Path) -> BinaryIO:
+    """``log_descriptor`` as a file object."""
+    return os.fdopen(log_descriptor(path), "ab")
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

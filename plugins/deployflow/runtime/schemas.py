@@ -24,7 +24,8 @@ class Strict(BaseModel):
 
 class ModelRegistration(Strict):
     name: ModelName
-    version: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")] | None = None
+    # A letter or digit first: the runtime stages a copy as ".<version>.partial" beside the versions.
+    version: Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")] | None = None
     path: str = Field(description="a model package folder readable by the runtime")
 
 
@@ -221,12 +222,17 @@ class JobSummary(Strict):
     duration_s: float | None = None
     input_files: list[str] = []
     failed_files: list[str] = []
+    # why each failed file failed (the last line of its error), and each file left unscored and why (0 bytes)
+    file_errors: dict[str, str] = {}
+    skipped_files: dict[str, str] = {}
 
 
 class Job(JobSpec):
     id: str
     status: JobStatus
     error: str | None = None
+    # for a Failed job: whether running it again could help (a storage hiccup, a restart) or not (bad data, code)
+    retryable: bool | None = None
     summary: JobSummary = JobSummary()
     created_at: str
     started_at: str | None = None

@@ -6,15 +6,23 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 
-from deployflow.runtime.config import RuntimeConfig, load_or_create_token
+from deployflow.runtime.child import CHILD_SCRIPTS
+from deployflow.runtime.config import ConfigError, RuntimeConfig, load_or_create_token
 from deployflow.runtime.control.api import create_app
 from deployflow.runtime.control.service import Runtime
+from deployflow.runtime.isolation import ChildUser, IsolationError, child_user, require_reachable, secure_data_dir
 from deployflow.runtime.serving.router import Router
+
+# Everything the runtime writes is its own: files 0600, folders 0700, unless shared on purpose.
+UMASK = 0o077
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +37,16 @@ class _ControlPlane(uvicorn.Server):
 
 async def serve(config: RuntimeConfig, *, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then stop every replica; state stays in the data dir."""
+    os.umask(UMASK)
+    user = child_user(config.child_user)
+    secure_data_dir(config.data_dir, user)
+    if user is not None:
+        check_reachable(config, user)
+        log.info("model code runs as user %s (uid %d)", user.name, user.uid)
+    elif os.geteuid() == 0:
+        log.warning("model code runs as root (--child-user root): it can read the admin token and the state")
     token = load_or_create_token(config)
-    runtime = Runtime(config)
+    runtime = Runtime(config, user)
     router = Router(runtime, config.max_body_bytes, metrics=config.metrics)
     control = _ControlPlane(
         uvicorn.Config(
@@ -70,10 +86,24 @@ async def serve(config: RuntimeConfig, *, ready: asyncio.Event | None = None) ->
         await runtime.close()
 
 
+def check_reachable(config: RuntimeConfig, user: ChildUser) -> None:
+    """Fail at start, not at the first deployment, when model code could not reach what it runs from."""
+    config.environments_dir.mkdir(parents=True, exist_ok=True)
+    python = Path(config.model_python or sys.executable).resolve()
+    require_reachable(python.parent, user, "the Python that model environments are built from (--model-python)")
+    require_reachable(CHILD_SCRIPTS, user, "deployflow's scripts for model environments")
+    require_reachable(config.data_dir, user, "the data dir")
+    require_reachable(config.environments_dir, user, "the model environment cache")
+
+
 def run(config: RuntimeConfig) -> None:
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(config))
+        runner = asyncio.run
     else:
-        uvloop.run(serve(config))
+        runner = uvloop.run
+    try:
+        runner(serve(config))
+    except (ConfigError, IsolationError) as e:
+        raise SystemExit(f"deployflow runtime: {e}") from None

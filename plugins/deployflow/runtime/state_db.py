@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -22,15 +23,24 @@ CREATE TABLE IF NOT EXISTS jobs (
 
 
 class Store:
-    """Rows of JSON documents keyed by name; writes are committed at once."""
+    """Rows of JSON documents keyed by name; writes are committed at once.
+
+    The database holds every endpoint key: it and its ``-wal``/``-shm`` files are owner-only (SQLite
+    gives those the database file's mode, so the file is created 0600 before SQLite opens it).
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        path.chmod(0o600)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
-        path.chmod(0o600)
+        for suffix in ("-wal", "-shm"):
+            companion = path.with_name(path.name + suffix)
+            if companion.exists():
+                companion.chmod(0o600)
 
     def _run(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:

@@ -11,14 +11,17 @@ import asyncio
 import logging
 import math
 import shutil
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from weakref import WeakKeyDictionary
 
 from deployflow.packages import ModelPackage, ModelPackageError
+from deployflow.runtime import isolation
 from deployflow.runtime.config import RuntimeConfig
 from deployflow.runtime.environments import EnvironmentBuildError, EnvironmentCache
 from deployflow.runtime.errors import Conflict, Invalid, NotFound
+from deployflow.runtime.isolation import ChildUser
 from deployflow.runtime.jobs.service import JobService
 from deployflow.runtime.processes import tail
 from deployflow.runtime.schemas import (
@@ -44,14 +47,17 @@ RESTORED_STATES = {ProvisioningState.CREATING, ProvisioningState.UPDATING, Provi
 class Runtime:
     """Plays the part of Azure ML's online-endpoint service on one machine."""
 
-    def __init__(self, config: RuntimeConfig) -> None:
+    def __init__(self, config: RuntimeConfig, user: ChildUser | None = None) -> None:
         self.config = config
+        self.user = user
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.data_dir / "state.sqlite")
-        self.environments = EnvironmentCache(config.environments_dir)
+        self.environments = EnvironmentCache(
+            config.environments_dir, base_python=config.model_python or sys.executable, user=user
+        )
         self.resources = ResourceController(f"deployflow-{config.router_port}", prefer=config.enforcement)
         self.endpoints: dict[str, EndpointRuntime] = {}
-        self.jobs = JobService(config, self.store, self.environments, self.get_model)
+        self.jobs = JobService(config, self.store, self.environments, self.get_model, user)
         self._background: set[asyncio.Task[None]] = set()
         self._restarting: set[Replica] = set()
         self._probe_due: WeakKeyDictionary[Replica, float] = WeakKeyDictionary()
@@ -124,7 +130,7 @@ class Runtime:
             )
         target = self.config.data_dir / "models" / registration.name / version
         staging = target.with_name(f".{version}.partial")
-        await asyncio.to_thread(_copy_package, package.path, staging, target)
+        await asyncio.to_thread(_copy_package, package.path, staging, target, self.user)
         created = datetime.now(UTC).isoformat()
         self.store.add_model(registration.name, version, str(target), content_hash, created)
         return Model(name=registration.name, version=version, path=str(target), content_hash=content_hash,
@@ -148,40 +154,42 @@ class Runtime:
             raise NotFound(f"no endpoint named {name}") from None
 
     def put_endpoint(self, name: str, spec: EndpointSpec) -> EndpointRuntime:
-        """Create the endpoint, or update its description, tags and traffic; keys never change here."""
+        """Create the endpoint, or update its description, tags and traffic; keys never change here.
+
+        The change is checked whole, then stored, then applied: a refused change leaves the router and
+        the database as they were, and an acknowledged one survives a crash.
+        """
+        stored_spec = spec.model_copy(update={"traffic": None, "mirror_traffic": None})
         endpoint = self.endpoints.get(name)
         if endpoint is None:
             endpoint = EndpointRuntime(name, spec, new_key(), new_key())
-            endpoint.set_traffic(spec.traffic or {}, spec.mirror_traffic or {})
+            plan = endpoint.plan_traffic(spec.traffic or {}, spec.mirror_traffic or {})
+            self.store.put_endpoint(name, endpoint.document(plan=plan))
+            endpoint.apply(plan)
             self.endpoints[name] = endpoint
         else:
             if spec.compute != endpoint.spec.compute and endpoint.deployments:
                 raise Conflict(f"endpoint {name} has deployments; its compute cannot change")
-            endpoint.set_traffic(spec.traffic, spec.mirror_traffic)
-            endpoint.spec = spec.model_copy(update={"traffic": None, "mirror_traffic": None})
-        if spec.traffic:
-            self._check_takes_traffic(endpoint, spec.traffic)
-        self.store.put_endpoint(name, endpoint.document())
+            plan = endpoint.plan_traffic(spec.traffic, spec.mirror_traffic)
+            self.store.put_endpoint(name, endpoint.document(spec=stored_spec, plan=plan))
+            endpoint.apply(plan)
+            endpoint.spec = stored_spec
         for deployment, share in endpoint.traffic.items():
             log.info("endpoint %s: %s now takes %s%% of traffic", name, deployment, share)
         return endpoint
 
-    @staticmethod
-    def _check_takes_traffic(endpoint: EndpointRuntime, traffic: dict[str, int]) -> None:
-        for name, share in traffic.items():
-            if share and endpoint.deployments[name].state is ProvisioningState.FAILED:
-                raise Invalid(f"deployment {name} failed to provision and cannot take traffic")
-
     async def delete_endpoint(self, name: str) -> None:
         endpoint = self.endpoint(name)
-        del self.endpoints[name]
         self.store.delete_endpoint(name)
+        del self.endpoints[name]
         await asyncio.gather(*(self._retire(d) for d in endpoint.deployments.values()))
 
     def regenerate_key(self, name: str, key_type: str) -> EndpointRuntime:
+        """Store the new key, then accept it: once acknowledged, the old key is gone for good."""
         endpoint = self.endpoint(name)
-        endpoint.regenerate_key(key_type)
-        self.store.put_endpoint(name, endpoint.document())
+        keys = endpoint.regenerated_keys(key_type)
+        self.store.put_endpoint(name, endpoint.document(keys=keys))
+        endpoint.set_keys(*keys)
         return endpoint
 
     # ---- deployments -----------------------------------------------------------------
@@ -232,8 +240,8 @@ class Runtime:
             raise Conflict(
                 f"deployment {name} still takes traffic on endpoint {endpoint_name}; set its traffic to 0 first"
             )
-        del endpoint.deployments[name]
         self.store.delete_deployment(endpoint_name, name)
+        del endpoint.deployments[name]
         await self._retire(deployment)
 
     async def _retire(self, deployment: DeploymentRuntime) -> None:
@@ -314,6 +322,7 @@ class Runtime:
             environment=environment,
             placement_factory=lambda: self.resources.place(replica_id, limits),
             log_path=self.config.data_dir / "logs" / deployment.endpoint_name / deployment.name / f"{index}.log",
+            user=self.user,
         )
 
     # ---- supervision -----------------------------------------------------------------
@@ -378,10 +387,17 @@ class Runtime:
             self._restarting.discard(replica)
 
 
-def _copy_package(source: Path, staging: Path, target: Path) -> None:
-    """Copy into a staging folder and rename, so a failed copy never leaves a half-registered model."""
+def _copy_package(source: Path, staging: Path, target: Path, user: ChildUser | None) -> None:
+    """Copy into a staging folder and rename, so a failed copy never leaves a half-registered model.
+
+    The copy is owner-only, or readable (not writable) by the child user's group when model code runs as one.
+    """
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    isolation.owner_only(staging)
+    if user is not None:
+        isolation.let_through(staging.parent, user)
+        isolation.share(staging, user)
     staging.rename(target)
 
 

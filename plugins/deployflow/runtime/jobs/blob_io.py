@@ -86,11 +86,22 @@ def list_files(location: Location, only: Sequence[str] = (), connection_string: 
     return sorted(found)
 
 
-def fetch(location: Location, names: Sequence[str], dest: Path, connection_string: str | None = None) -> list[Path]:
-    """Local paths of the named files: the files themselves for a folder, downloads into ``dest`` for blobs."""
+def fetch(
+    location: Location, names: Sequence[str], dest: Path, connection_string: str | None = None, *, copy: bool = False
+) -> list[Path]:
+    """Local paths of the named files: the files themselves for a folder (copies into ``dest`` with ``copy``),
+    downloads into ``dest`` for blobs."""
     if not location.is_blob:
         assert location.folder is not None
-        return [location.folder / name for name in names]
+        if not copy:
+            return [location.folder / name for name in names]
+        copies = []
+        for name in names:
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(location.folder / name, target)
+            copies.append(target)
+        return copies
     paths = []
     with _container(location, connection_string_for(connection_string, location)) as container:
         for name in names:

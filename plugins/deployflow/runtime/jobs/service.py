@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from deployflow.runtime.config import RuntimeConfig
 from deployflow.runtime.environments import EnvironmentBuildError, EnvironmentCache
 from deployflow.runtime.errors import Conflict, Invalid, NotFound
+from deployflow.runtime.isolation import ChildUser
 from deployflow.runtime.jobs.blob_io import StorageError, check_reachable, connection_string_for, parse_location
 from deployflow.runtime.jobs.run import JobFailed, JobLog, JobPlan, JobRun
 from deployflow.runtime.jobs.slots import SlotPool
@@ -73,13 +74,17 @@ class JobService:
         store: Store,
         environments: EnvironmentCache,
         find_model: Callable[[str, str], Model],
+        user: ChildUser | None = None,
     ) -> None:
         self.config = config
+        self.user = user
         self.store = store
         self.environments = environments
         self.find_model = find_model
         self.records: dict[str, JobRecord] = {}
-        self.templates = WorkerTemplates(config.data_dir / "logs" / "batch-templates", config.batch_warm_idle_s)
+        self.templates = WorkerTemplates(
+            config.data_dir / "logs" / "batch-templates", config.batch_warm_idle_s, user=user
+        )
         self.slots = SlotPool(config.batch_slots)
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -90,7 +95,7 @@ class JobService:
             job = Job(**document)
             if job.status in JOB_ACTIVE_STATUSES:
                 error = RESTART_ERROR.format(status=job.status.value)
-                job.status, job.error, job.ended_at = JobStatus.FAILED, error, _now()
+                job.status, job.error, job.ended_at, job.retryable = JobStatus.FAILED, error, _now(), True
                 self._persist(job)
                 JobLog(self._log_dir(job.id) / "job.log", job.id).error("%s", error)
                 shutil.rmtree(self._work_dir(job.id), ignore_errors=True)
@@ -186,25 +191,33 @@ class JobService:
                 self._persist(job)
                 plan = JobPlan(python, package / job.scoring_script, model_dir, work_dir, self._log_dir(job.id))
                 record.run = JobRun(job, plan, record.connection_string, job_log, templates=self.templates,
-                                    log_cap_bytes=self.config.log_cap_bytes, max_slots=granted)  # fmt: skip
+                                    log_cap_bytes=self.config.log_cap_bytes, max_slots=granted,
+                                    user=self.user)  # fmt: skip
                 await record.run.execute()
         except asyncio.CancelledError:
             if not record.cancel_requested:
                 raise  # the runtime is stopping: the next start marks the job Failed
             self._finish(job, JobStatus.CANCELED, "canceled on request", job_log)
-        except (JobFailed, StorageError, EnvironmentBuildError, OSError) as e:
-            self._finish(job, JobStatus.FAILED, str(e), job_log)
+        except JobFailed as e:
+            self._finish(job, JobStatus.FAILED, str(e), job_log, retryable=e.retryable)
+        except EnvironmentBuildError as e:  # the requirements do not install: the same next time
+            self._finish(job, JobStatus.FAILED, str(e), job_log, retryable=False)
+        except (StorageError, OSError) as e:
+            self._finish(job, JobStatus.FAILED, str(e), job_log, retryable=True)
         except Exception as e:  # a defect must not leave the job Running for ever
             log.exception("job %s failed unexpectedly", job.id)
-            self._finish(job, JobStatus.FAILED, f"internal error in the runtime: {e!r}", job_log)
+            self._finish(job, JobStatus.FAILED, f"internal error in the runtime: {e!r}", job_log, retryable=True)
         else:
             self._finish(job, JobStatus.COMPLETED, None, job_log)
         finally:
             record.connection_string = None
             shutil.rmtree(work_dir, ignore_errors=True)
 
-    def _finish(self, job: Job, status: JobStatus, error: str | None, job_log: JobLog | None = None) -> None:
-        job.status, job.error, job.ended_at = status, error, _now()
+    def _finish(
+        self, job: Job, status: JobStatus, error: str | None, job_log: JobLog | None = None, *,
+        retryable: bool | None = None,
+    ) -> None:  # fmt: skip
+        job.status, job.error, job.ended_at, job.retryable = status, error, _now(), retryable
         self._persist(job)
         job_log = job_log or JobLog(self._log_dir(job.id) / "job.log", job.id)
         if error:

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from deployflow.runtime.child import CHILD_SCRIPTS
-from deployflow.runtime.processes import dying_with_runtime
+from deployflow.runtime.isolation import ChildUser
+from deployflow.runtime.processes import dying_with_runtime, open_log
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +90,12 @@ class ForkedProcess:
 class WorkerTemplate:
     """One template process and the workers it forked."""
 
-    def __init__(self, key: TemplateKey, log_path: Path, on_idle: Callable[[WorkerTemplate], None]) -> None:
+    def __init__(
+        self, key: TemplateKey, log_path: Path, on_idle: Callable[[WorkerTemplate], None], user: ChildUser | None
+    ) -> None:
         self.key = key
         self.log_path = log_path
+        self.user = user
         self.on_idle = on_idle
         self.process: subprocess.Popen[bytes] | None = None
         self.children: dict[int, ForkedProcess] = {}
@@ -120,9 +124,8 @@ class WorkerTemplate:
     async def start(self) -> None:
         """Spawn on the event loop's thread (the death signal follows the spawning thread) and wait for it."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with open(self.log_path, "ab") as log_file:
+            with open_log(self.log_path) as log_file:
                 self.process = subprocess.Popen(
                     [str(self.key.python), "-P", str(TEMPLATE_SCRIPT), str(WORKER_SCRIPT), str(theirs.fileno())],
                     env=dict(self.key.environment),
@@ -131,7 +134,7 @@ class WorkerTemplate:
                     stderr=log_file,
                     pass_fds=[theirs.fileno()],
                     start_new_session=True,
-                    preexec_fn=dying_with_runtime(),  # noqa: PLW1509 - sets the death signal, as workers do
+                    preexec_fn=dying_with_runtime(user=self.user),  # noqa: PLW1509 - user and death signal, as workers
                 )
         except OSError as e:
             ours.close()
@@ -247,8 +250,11 @@ class WorkerTemplate:
 class WorkerTemplates:
     """The templates of the runtime, by key; what workers reported loading; the idle scale-down."""
 
-    def __init__(self, log_dir: Path, idle_s: float, max_templates: int = MAX_TEMPLATES) -> None:
+    def __init__(
+        self, log_dir: Path, idle_s: float, max_templates: int = MAX_TEMPLATES, user: ChildUser | None = None
+    ) -> None:
         self.log_dir = log_dir
+        self.user = user
         self.idle_s = idle_s
         self.max_templates = max_templates
         self.templates: dict[TemplateKey, WorkerTemplate] = {}
@@ -277,7 +283,9 @@ class WorkerTemplates:
                     log.info("job %s: %d worker templates are in use; starting a fresh worker process",
                              job_id, len(self.templates))  # fmt: skip
                     return None
-                template = self.templates[key] = WorkerTemplate(key, self._log_path(key), self._preload_learned)
+                template = self.templates[key] = WorkerTemplate(
+                    key, self._log_path(key), self._preload_learned, self.user
+                )
                 try:
                     await template.start()
                 except TemplateError:

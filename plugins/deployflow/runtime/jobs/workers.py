@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from deployflow.runtime.isolation import ChildUser, minimal_environment
 from deployflow.runtime.jobs.templates import WORKER_SCRIPT, WorkerTemplates
-from deployflow.runtime.processes import dying_with_runtime
+from deployflow.runtime.processes import dying_with_runtime, log_descriptor, open_log
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +58,14 @@ class BatchWorker:
     """One worker process: started, made ready (``init()``), fed mini-batches, then stopped or killed."""
 
     def __init__(self, job_id: str, slot: int, *, python: Path, script: Path, environment: dict[str, str],
-                 log_path: Path, templates: WorkerTemplates | None = None) -> None:  # fmt: skip
+                 log_path: Path, templates: WorkerTemplates | None = None,
+                 user: ChildUser | None = None) -> None:  # fmt: skip
         self.job_id = job_id
         self.slot = slot
         self.python = python
         self.script = script
-        self.environment = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/tmp"),
-            "LANG": "C.UTF-8",
-            "PYTHONUNBUFFERED": "1",
-            **environment,
-        }
+        self.user = user
+        self.environment = minimal_environment(environment, user=user)
         self.log_path = log_path
         self.templates = templates
         self.process: WorkerProcess | None = None
@@ -84,7 +81,6 @@ class BatchWorker:
 
     async def start(self, init_timeout_s: float) -> None:
         """Fork from the template, or spawn on the event loop's thread (the death signal follows it); await init()."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         stdout = await self._fork() if self.templates is not None else None
         if stdout is None:
             stdout = self._spawn()
@@ -110,7 +106,7 @@ class BatchWorker:
         assert self.templates is not None
         stdin_r, stdin_w = os.pipe()
         stdout_r, stdout_w = os.pipe()
-        log_fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        log_fd = log_descriptor(self.log_path)
         try:
             process = await self.templates.fork(
                 self.python, self.environment, script=self.script, job_id=self.job_id, cwd=self.script.parent,
@@ -128,7 +124,7 @@ class BatchWorker:
         return os.fdopen(stdout_r, "rb", buffering=0)
 
     def _spawn(self) -> BinaryIO:
-        with open(self.log_path, "ab") as log_file:
+        with open_log(self.log_path) as log_file:
             process = subprocess.Popen(
                 [str(self.python), "-P", str(WORKER_SCRIPT), str(self.script), self.job_id],
                 env={**self.environment, WORKER_MARKER_ENV: self.job_id},
@@ -137,7 +133,7 @@ class BatchWorker:
                 stdout=subprocess.PIPE,
                 stderr=log_file,
                 start_new_session=True,
-                preexec_fn=dying_with_runtime(),  # noqa: PLW1509 - sets the death signal, as replicas do
+                preexec_fn=dying_with_runtime(user=self.user),  # noqa: PLW1509 - user and death signal, as replicas
             )
         assert process.stdin is not None and process.stdout is not None
         self.process, self._stdin = process, process.stdin

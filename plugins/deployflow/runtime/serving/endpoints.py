@@ -7,6 +7,7 @@ import bisect
 import hmac
 import random
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 import psutil
@@ -130,6 +131,17 @@ class DeploymentRuntime:
         )
 
 
+@dataclass(frozen=True)
+class TrafficPlan:
+    """A checked traffic split, ready to swap in: the shares, and the router's tables for them."""
+
+    traffic: dict[str, int]
+    mirror_traffic: dict[str, int]
+    cumulative: list[int]
+    live: list[DeploymentRuntime]
+    mirror: tuple[DeploymentRuntime, float] | None
+
+
 class EndpointRuntime:
     """One endpoint: its keys, its deployments and the weighted table that splits its traffic."""
 
@@ -148,11 +160,14 @@ class EndpointRuntime:
         self.primary_key, self.secondary_key = primary, secondary
         self._accepted = (b"Bearer " + primary.encode(), b"Bearer " + secondary.encode())
 
-    def regenerate_key(self, key_type: str) -> None:
+    def regenerated_keys(self, key_type: str) -> tuple[str, str]:
+        """The (primary, secondary) pair with one key new; nothing changes until ``set_keys``."""
         if key_type == "primary":
-            self._set_keys(new_key(), self.secondary_key)
-        else:
-            self._set_keys(self.primary_key, new_key())
+            return new_key(), self.secondary_key
+        return self.primary_key, new_key()
+
+    def set_keys(self, primary: str, secondary: str) -> None:
+        self._set_keys(primary, secondary)
 
     def authorized(self, authorization: bytes | None) -> bool:
         if not authorization:
@@ -162,7 +177,18 @@ class EndpointRuntime:
         return hmac.compare_digest(authorization, primary) | hmac.compare_digest(authorization, secondary)
 
     def set_traffic(self, traffic: dict[str, int] | None, mirror: dict[str, int] | None) -> None:
-        """Swap in a new split at once; requests already routed keep their replica."""
+        """Swap in a split as it was stored (a restart), failed deployments included; requests already
+        routed keep their replica."""
+        self.apply(self.plan_traffic(traffic, mirror, refuse_failed=False))
+
+    def plan_traffic(
+        self, traffic: dict[str, int] | None, mirror: dict[str, int] | None, *, refuse_failed: bool = True
+    ) -> TrafficPlan:
+        """Check a new split (None keeps the current one) without applying it: raises Invalid saying what to fix.
+
+        Shares given to a deployment that failed to provision are refused (``refuse_failed``).
+        """
+        given = [*(traffic or {}).items(), *(mirror or {}).items()]
         traffic = self.traffic if traffic is None else traffic
         mirror = self.mirror_traffic if mirror is None else mirror
         for deployment in [*traffic, *mirror]:
@@ -174,6 +200,9 @@ class EndpointRuntime:
         both = {k for k, v in traffic.items() if v} & {k for k, v in mirror.items() if v}
         if both:
             raise Invalid(f"deployment {sorted(both)[0]} cannot take live and mirrored traffic at once")
+        for deployment, share in given if refuse_failed else []:
+            if share and self.deployments[deployment].state is ProvisioningState.FAILED:
+                raise Invalid(f"deployment {deployment} failed to provision and cannot take traffic")
         cumulative: list[int] = []
         live: list[DeploymentRuntime] = []
         total = 0
@@ -188,9 +217,15 @@ class EndpointRuntime:
         for deployment, share in mirror.items():
             if share:
                 mirror_target = (self.deployments[deployment], share / 100)
-        self.traffic = {k: v for k, v in traffic.items() if v}
-        self.mirror_traffic = {k: v for k, v in mirror.items() if v}
-        self._cumulative, self._live, self._mirror = cumulative, live, mirror_target
+        return TrafficPlan(
+            {k: v for k, v in traffic.items() if v}, {k: v for k, v in mirror.items() if v},
+            cumulative, live, mirror_target,
+        )  # fmt: skip
+
+    def apply(self, plan: TrafficPlan) -> None:
+        """Swap in a checked split at once (no await between the fields: the router sees old or new)."""
+        self.traffic, self.mirror_traffic = plan.traffic, plan.mirror_traffic
+        self._cumulative, self._live, self._mirror = plan.cumulative, plan.live, plan.mirror
 
     def choose(self) -> DeploymentRuntime | None:
         """A deployment drawn by traffic weight, or None when no deployment takes traffic."""
@@ -205,13 +240,17 @@ class EndpointRuntime:
         deployment, share = self._mirror
         return deployment if random.random() < share else None
 
-    def document(self) -> dict[str, Any]:
+    def document(
+        self, *, spec: EndpointSpec | None = None, plan: TrafficPlan | None = None, keys: tuple[str, str] | None = None
+    ) -> dict[str, Any]:
+        """What is persisted; with ``spec``, ``plan`` or ``keys``, the document of the change about to be applied."""
+        primary, secondary = keys or (self.primary_key, self.secondary_key)
         return {
-            "spec": self.spec.model_dump(exclude={"traffic", "mirror_traffic"}),
-            "primary_key": self.primary_key,
-            "secondary_key": self.secondary_key,
-            "traffic": self.traffic,
-            "mirror_traffic": self.mirror_traffic,
+            "spec": (spec or self.spec).model_dump(exclude={"traffic", "mirror_traffic"}),
+            "primary_key": primary,
+            "secondary_key": secondary,
+            "traffic": plan.traffic if plan else self.traffic,
+            "mirror_traffic": plan.mirror_traffic if plan else self.mirror_traffic,
         }
 
     def view(self, scoring_uri: str) -> Endpoint:

@@ -21,7 +21,8 @@ from typing import IO
 
 from deployflow.packages import ModelPackage
 from deployflow.runtime.child import CHILD_SCRIPTS
-from deployflow.runtime.processes import dying_with_runtime, rotate_log, tail
+from deployflow.runtime.isolation import ChildUser, minimal_environment
+from deployflow.runtime.processes import dying_with_runtime, open_log, rotate_log, tail
 from deployflow.runtime.serving.resources import Placement
 
 log = logging.getLogger(__name__)
@@ -79,22 +80,21 @@ def server_command(python: Path, package_dir: Path, port: int, worker_count: int
     ]  # fmt: skip
 
 
-def server_environment(package_dir: Path) -> dict[str, str]:
+def server_environment(package_dir: Path, user: ChildUser | None = None) -> dict[str, str]:
     """Only what the server needs: nothing of the caller's environment (tokens, connections) reaches score.py."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "LANG": "C.UTF-8",
-        "PYTHONUNBUFFERED": "1",
-        "AML_APP_ROOT": str(package_dir),
-    }
+    return minimal_environment({"AML_APP_ROOT": str(package_dir)}, user=user)
 
 
 def spawn_server(
-    args: list[str], env: dict[str, str], package_dir: Path, log_file: IO[bytes], then: Callable[[], None] | None
+    args: list[str],
+    env: dict[str, str],
+    package_dir: Path,
+    log_file: IO[bytes],
+    then: Callable[[], None] | None,
+    user: ChildUser | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start the server in its own process group, logging to ``log_file``, dying with its spawner;
-    ``then`` runs in the child before exec (e.g. entering its resource limits)."""
+    ``then`` runs in the child before exec (e.g. entering its resource limits), then it becomes ``user``."""
     return subprocess.Popen(
         args,
         env=env,
@@ -103,7 +103,7 @@ def spawn_server(
         stdout=log_file,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        preexec_fn=dying_with_runtime(then),  # noqa: PLW1509 - cgroups, death signal
+        preexec_fn=dying_with_runtime(then, user),  # noqa: PLW1509 - cgroups, user, death signal
     )
 
 
@@ -120,6 +120,7 @@ class Replica:
         environment: dict[str, str],
         placement_factory: Callable[[], Placement],
         log_path: Path,
+        user: ChildUser | None = None,
     ) -> None:
         self.replica_id = replica_id
         self.python = python
@@ -128,6 +129,7 @@ class Replica:
         self.environment = environment
         self.placement_factory = placement_factory
         self.log_path = log_path
+        self.user = user
         self.host = LOOPBACK
         self.port = 0
         self.state = ReplicaState.STOPPED
@@ -148,10 +150,12 @@ class Replica:
         self.port = free_port()
         self.placement = self.placement_factory()
         args = server_command(self.python, self.package_dir, self.port, self.worker_count)
-        env = {**server_environment(self.package_dir), REPLICA_MARKER_ENV: self.replica_id, **self.environment}
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log_file:
-            self.process = spawn_server(args, env, self.package_dir, log_file, self.placement.apply_in_child)
+        env = {**server_environment(self.package_dir, self.user), REPLICA_MARKER_ENV: self.replica_id,
+               **self.environment}  # fmt: skip
+        with open_log(self.log_path) as log_file:
+            self.process = spawn_server(
+                args, env, self.package_dir, log_file, self.placement.apply_in_child, self.user
+            )  # fmt: skip
         self.state = ReplicaState.STARTING
         log.info("replica %s started (pid %s, port %s)", self.replica_id, self.process.pid, self.port)
 
