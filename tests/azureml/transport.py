@@ -13,8 +13,8 @@ from azure.core.credentials import AccessToken, AccessTokenInfo
 from deployflow.azureml.simulated import (
     ARM_HOST,
     PROVIDER,
-    ServiceAnswer,
     Sent,
+    ServiceAnswer,
     SimulatedWorkspace,
     blob_clients_through,
     unsigned_token,

@@ -690,7 +690,7 @@ class SimulatedWorkspace(HttpTransport):
 
 
 def _quota_name(family: str) -> str:
-    """The usages list's name for a family's quota: standardDSv2Family -> "Standard DSv2 Family Cluster Dedicated vCPUs"."""
+    """The usages list's name of a family's quota: "Standard DSv2 Family Cluster Dedicated vCPUs"."""
     series = family.removeprefix("standard").removesuffix("Family")
     return f"Standard {series} Family Cluster Dedicated vCPUs"
 
