@@ -113,6 +113,8 @@ class Sent:
     query: dict[str, str]
     body: Any
     status: int = 0
+    #: bytes in the request's body (a blob upload's is not JSON)
+    size: int = 0
 
 
 @dataclass
@@ -208,6 +210,7 @@ class SimulatedWorkspace(HttpTransport):
         sent = Sent(request.method, url.netloc.lower(), url.path, query, _json_body(request))
         self.sent.append(sent)
         raw_body = _raw_body(request)
+        sent.size = len(raw_body)
         try:
             if url.netloc.lower() == ARM_HOST:
                 self._authorise(request)
