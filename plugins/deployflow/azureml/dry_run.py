@@ -102,7 +102,17 @@ class DryRunWorkspace(SimulatedWorkspace):
 
     def record_not_sent(self, method: str, url: str, body: Any, why: str) -> None:
         """A request to the data plane (a scoring URI), written down and not sent."""
-        entry = {"method": method, "url": url, "body": mask_secrets(body), "sent": False, "note": why}
+        entry = {
+            "method": method,
+            "url": url,
+            "body": mask_secrets(body),
+            "status": None,
+            "spec": None,
+            "valid": None,
+            "errors": [],
+            "sent": False,
+            "note": why,
+        }
         with self._locked():
             self._append(entry)
         log.info("dry run, not sent: %s %s %s (%s)", method, url, json.dumps(entry["body"]), why)
