@@ -5,7 +5,9 @@ One DAG per use case in `include/batch/*.json`. A run starts on the use case's c
 and, when `watch` is on, as soon as new blobs land in the input folder (an `AssetWatcher`
 whose trigger compares the folder with the manifest).
 
-0. **wait_for_blobs** — the provider's `WasbPrefixSensor`, deferrable: a run waits in the
+0. **preflight** — on Azure ML, the credential, the workspace and the compute cluster (it exists,
+   is an AmlCompute, scales to the job's instances); on the local runtime, that it answers.
+   **wait_for_blobs** — the provider's `WasbPrefixSensor`, deferrable: a run waits in the
    triggerer until the input prefix holds a blob (skipped when none arrives in time).
 1. **find_new_blobs** — input blobs not in `<output prefix>/_manifest.json` (or changed since,
    by etag); none skips the run.
@@ -41,6 +43,7 @@ from deployflow.operators.batch import (
     UpdateManifestOperator,
 )
 from deployflow.operators.model import RegisterModelOperator
+from deployflow.operators.preflight import PreflightOperator
 from deployflow.triggers.blob import NewBlobsTrigger
 
 log = logging.getLogger(__name__)
@@ -113,6 +116,11 @@ def build_dag(case: BatchUseCase) -> DAG:
         default_args={"retries": 1, "owner": "deployflow"},
         user_defined_macros={"run_key": run_key, "batch_job_name": job_name},
     ) as dag:
+        preflight = PreflightOperator(
+            task_id="preflight",
+            ml_platform_conn_id=case.ml_platform_conn_id,
+            computes=[{"name": case.compute, "instance_count": case.instance_count}],
+        )
         wait_for_blobs = WasbPrefixSensor(
             task_id="wait_for_blobs",
             container_name=case.input.container,
@@ -177,7 +185,7 @@ def build_dag(case: BatchUseCase) -> DAG:
         clean = DeleteBlobPrefixOperator(
             task_id="clean_staging", container=case.input.container, prefix=staging, **blob
         ).as_teardown(setups=stage)
-        wait_for_blobs >> find >> data_factory_task(case) >> stage >> score >> record >> clean
+        preflight >> wait_for_blobs >> find >> data_factory_task(case) >> stage >> score >> record >> clean
         if case.register_model:
             model = case.model_ref
             register = RegisterModelOperator(

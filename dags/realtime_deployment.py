@@ -27,6 +27,11 @@ happened: a second run for the same endpoint waits for it, deferred, holding no 
 
 Which platform answers is the `ml_platform_conn_id` connection's business: `deployflow_local`
 (the local runtime) or an `azure_ml` connection. Trigger from the UI's form or the REST API.
+
+**preflight** runs first: the credential, the workspace, the computes, the instance types and
+the quota the run will need, checked before anything is created. With `dry_run` (Azure ML only)
+every request is built, checked against the REST specification and recorded, and none is sent;
+steps that call the scoring URI are skipped.
 """
 
 from __future__ import annotations
@@ -38,16 +43,18 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, Param, TriggerRule, task
 
 from deployflow import forms
+from deployflow.hooks.ml_platform import DRY_RUN_PREFIX
 from deployflow.operators.claim import ClaimEndpointOperator, ReleaseEndpointOperator
 from deployflow.operators.deployment import CreateDeploymentOperator, SmokeTestOperator
 from deployflow.operators.endpoint import CreateOrUpdateEndpointOperator, DeleteEndpointOperator
 from deployflow.operators.load import ProfileOperator, StressTestOperator
 from deployflow.operators.model import RegisterModelOperator, ValidateModelPackageOperator
+from deployflow.operators.preflight import PreflightOperator
 from deployflow.operators.rollout import AWAITING_APPROVAL, RollBackRejectedRolloutOperator, RolloutOperator
 
 SAMPLE_PACKAGE = str(Path(__file__).resolve().parents[1] / "include" / "models" / "diabetes")
 NAME = r"^[a-zA-Z][a-zA-Z0-9-]{1,23}[a-zA-Z0-9]$"  # leaves room for the "-stress" suffix (32 in all)
-CONN = "{{ params.ml_platform_conn_id }}"
+CONN = "{{ ('" + DRY_RUN_PREFIX + "' if params.dry_run else '') ~ params.ml_platform_conn_id }}"
 # What validate checked (the package given, or the registered model's files) is what every later task uses.
 PACKAGE = "{{ ti.xcom_pull(task_ids='validate')['package'] }}"
 TEST_ENDPOINT = "{{ params.endpoint_name }}-test"
@@ -157,8 +164,36 @@ with DAG(
             description="keys of deployflow/include/rollout/default_plan.json, e.g. steps, gates",
         ),
         "approval": Param(False, type="boolean", title="Ask a person before going past approval steps"),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run (Azure ML): record every request, send none",
+            description="requests and their spec check go to the task logs and <reports>/dry-run/<conn id>/",
+        ),
     },  # fmt: skip
 ) as dag:
+    preflight = PreflightOperator(
+        task_id="preflight",
+        ml_platform_conn_id=CONN,
+        endpoints=[
+            {
+                "name": TEST_ENDPOINT,
+                "compute": "{{ params.test_compute }}",
+                "resources": ["{{ params.test_resources }}"],
+            },
+            {
+                "name": STRESS_ENDPOINT,
+                "compute": "{{ params.test_pool }}",
+                "resources": ["{{ params.stress.resources }}"],
+                "candidates": "{{ params.candidates }}",
+            },
+            {
+                "name": "{{ params.endpoint_name }}",
+                "compute": "{{ params.production_pool }}",
+                "candidates": "{{ params.candidates }}",
+            },
+        ],
+    )
     validate = ValidateModelPackageOperator(
         task_id="validate",
         ml_platform_conn_id=CONN,
@@ -312,7 +347,7 @@ with DAG(
 
         return realtime_summary(ti, conn_id=params["ml_platform_conn_id"])
 
-    validate >> claim_endpoint >> register_model >> create_test_endpoint
+    preflight >> validate >> claim_endpoint >> register_model >> create_test_endpoint
     create_test_endpoint >> test_deployment >> smoke_test >> teardown_test_endpoint
     teardown_test_endpoint.as_teardown(setups=create_test_endpoint)
     smoke_test >> create_stress_endpoint >> stress_deployment >> stress_test >> profile >> teardown_stress_endpoint

@@ -58,6 +58,7 @@ def test_the_wheel_carries_the_defaults_as_package_data(wheel):
     assert "deployflow/include/rollout/default_plan.json" in names
     assert "deployflow/include/profiling/defaults.json" in names
     assert "deployflow/runtime/child/replica_main.py" in names
+    assert "deployflow/azureml/spec/mfe-2025-12-01.json" in names  # the contract tests and the dry run read it
 
 
 def test_an_installed_copy_finds_its_default_plan_and_profiling_defaults(wheel, tmp_path):

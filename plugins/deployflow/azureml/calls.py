@@ -130,7 +130,7 @@ def platform_error(error: AzureError, *, what: str, check: str) -> PlatformError
             f"Azure ML could not {what}: the service could not be reached ({_short(error)}); "
             "check network access to management.azure.com and the workspace"
         )
-    if status is not None:
+    if status is not None and status >= 400:  # a failed operation is told by a status read answered 200
         return PlatformError(
             f"Azure ML could not {what} (HTTP {status}): {_message(error)}; check {check}", status_code=status
         )

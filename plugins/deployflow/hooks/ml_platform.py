@@ -3,6 +3,10 @@
 Which backend answers is decided by the connection's type, never by the DAG: an ``azure_ml``
 connection gives the Azure ML backend, a ``deployflow_local`` connection the local runtime.
 The platform is created on first use and never logs a secret.
+
+An ``azure_ml`` connection with the extra ``dry_run: true``, or any ``azure_ml`` connection id
+written ``dry_run:<conn id>`` (what a run with the ``dry_run`` param passes its tasks and their
+triggers), gives the dry-run backend: requests are built, checked and recorded, none is sent.
 """
 
 from __future__ import annotations
@@ -23,6 +27,15 @@ AZURE_ML = "azure_ml"
 LOCAL_RUNTIME = "deployflow_local"
 DEFAULT_CONN_ID = "deployflow_local"
 DEFAULT_LOCAL_PORT = 7070
+#: a connection id with this prefix asks for a dry run of the connection it names
+DRY_RUN_PREFIX = "dry_run:"
+
+
+def split_dry_run(conn_id: str) -> tuple[str, bool]:
+    """The connection id proper, and whether it asks for a dry run."""
+    if conn_id.startswith(DRY_RUN_PREFIX):
+        return conn_id[len(DRY_RUN_PREFIX) :], True
+    return conn_id, False
 
 
 def _extra(conn: Connection, name: str) -> str | None:
@@ -31,9 +44,14 @@ def _extra(conn: Connection, name: str) -> str | None:
     return extra.get(name) or extra.get(f"extra__{conn.conn_type}__{name}") or None
 
 
-def platform_from_connection(conn: Connection) -> MLPlatform:
+def platform_from_connection(conn: Connection, *, dry_run: bool = False) -> MLPlatform:
     """Build the backend a connection describes; imports only the SDK that backend needs."""
     if conn.conn_type == LOCAL_RUNTIME:
+        if dry_run:
+            raise PlatformError(
+                f"connection {conn.conn_id} is the local runtime, which a dry run is not for (it sends nothing "
+                "to Azure anyway): run without dry_run, or dry-run an azure_ml connection"
+            )
         from deployflow.local.backend import LocalPlatform
 
         if not conn.password:
@@ -44,14 +62,19 @@ def platform_from_connection(conn: Connection) -> MLPlatform:
         url = f"http://{conn.host or '127.0.0.1'}:{conn.port or DEFAULT_LOCAL_PORT}"
         return LocalPlatform(url, conn.password, prometheus_url=_extra(conn, "prometheus_url"))
     if conn.conn_type == AZURE_ML:
-        return _azure_ml_platform(conn)
+        return _azure_ml_platform(conn, dry_run=dry_run or _flag(_extra(conn, "dry_run")))
     raise PlatformError(
         f"connection {conn.conn_id} is of type {conn.conn_type!r}; an ML platform connection is "
         f"{AZURE_ML!r} (Azure Machine Learning) or {LOCAL_RUNTIME!r} (the local runtime)"
     )
 
 
-def _azure_ml_platform(conn: Connection) -> MLPlatform:
+def _flag(value: object) -> bool:
+    """A boolean extra, as the form stores it (true) or as JSON text ("true")."""
+    return value is True or str(value).strip().lower() in ("true", "1", "yes")
+
+
+def _azure_ml_platform(conn: Connection, *, dry_run: bool) -> MLPlatform:
     from azure.identity import ClientSecretCredential, DefaultAzureCredential
 
     from deployflow.azureml.backend import AzureMLPlatform
@@ -60,6 +83,10 @@ def _azure_ml_platform(conn: Connection) -> MLPlatform:
     missing = [name for name, value in workspace.items() if not value]
     if missing:
         raise PlatformError(f"connection {conn.conn_id} lacks {', '.join(missing)}: set them in the connection form")
+    if dry_run:
+        from deployflow.azureml.dry_run import dry_run_folder, dry_run_platform
+
+        return dry_run_platform(dry_run_folder(conn.conn_id, _extra(conn, "dry_run_dir")), **workspace)
     tenant_id = _extra(conn, "tenant_id")
     if conn.login and conn.password:
         if not tenant_id:
@@ -88,7 +115,8 @@ class MLPlatformHook(BaseHook):
 
     @cached_property
     def platform(self) -> MLPlatform:
-        return platform_from_connection(self.get_connection(self.ml_platform_conn_id))
+        conn_id, dry_run = split_dry_run(self.ml_platform_conn_id)
+        return platform_from_connection(self.get_connection(conn_id), dry_run=dry_run)
 
     def get_conn(self) -> MLPlatform:
         return self.platform

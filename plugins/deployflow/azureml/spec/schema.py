@@ -1,7 +1,7 @@
 """The part of Azure ML's REST specification (2025-12-01, stable) that deployflow's requests touch,
 and a validator for request bodies against it.
 
-The definitions in ``spec/mfe-2025-12-01.json`` are transcribed from the specification's
+The definitions in ``mfe-2025-12-01.json`` (package data, beside this module) are transcribed from the specification's
 ``mfe.json`` and ``machineLearningServices.json`` (Swagger 2.0), keeping what a request body is
 checked against: types, required properties, enums, patterns, bounds, ``additionalProperties``,
 ``allOf`` inheritance and ``discriminator`` / ``x-ms-discriminator-value`` polymorphism.
@@ -15,10 +15,11 @@ import json
 import re
 from dataclasses import dataclass
 from functools import cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-SPEC_FILE = Path(__file__).parent / "spec" / "mfe-2025-12-01.json"
+SPEC_FILE = Path(str(files("deployflow.azureml.spec") / "mfe-2025-12-01.json"))
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "object": (dict,),
