@@ -1,3 +1,4 @@
-"""The Azure ML operator tests share the SDK-boundary fixtures of tests/azureml."""
+"""The Azure ML operator tests share the fixtures of tests/azureml: the SDK boundary, and the fake
+workspace behind the HTTP transport with its fast retry policy."""
 
-from tests.azureml.conftest import loopback_only, pytest_configure  # noqa: F401
+from tests.azureml.conftest import fake_azure, loopback_only, pytest_configure, retry, sleeps  # noqa: F401

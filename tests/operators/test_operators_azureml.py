@@ -1,15 +1,14 @@
-"""The operators on an ``azure_ml`` connection, with Azure ML mocked at the SDK boundary.
+"""The operators on an ``azure_ml`` connection: the real backend and SDK over the fake workspace's
+HTTP transport, which checks every request body against Azure ML's REST specification.
 
-The connection is a real Airflow connection (from the environment); the hook builds the Azure
-ML backend from it; only ``MLClient`` is replaced, by a spec'd mock whose operation groups
-reject any method or argument the SDK lacks. Each entity sent is round-tripped through the
-SDK's own YAML schema and REST model.
+The connection is a real Airflow connection (from the environment). The hook's own credential
+handling is checked on a spec'd MLClient (the secret never shows); the tasks run against the
+transport.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -17,23 +16,24 @@ from unittest.mock import MagicMock, patch
 
 import pytest
 from airflow.sdk import DAG
-from azure.ai.ml.entities import KubernetesOnlineDeployment, KubernetesOnlineEndpoint
+from azure.ai.ml import MLClient
 
+from deployflow.azureml import AzureMLPlatform, RetryPolicy, attach_shared_aks
+from deployflow.azureml.aks import instance_type_manifest
 from deployflow.hooks.ml_platform import MLPlatformHook
 from deployflow.operators.deployment import CreateDeploymentOperator, DeleteDeploymentOperator
 from deployflow.operators.endpoint import CreateOrUpdateEndpointOperator
+from deployflow.platform import Resources
 from tests.airflow_support import run_dag, task_states
-from tests.azureml.support import (
-    make_ml_client,
-    poller,
-    reload_deployment,
-    reload_endpoint,
-    service_deployment,
-    service_endpoint,
-)
+from tests.azureml.support import make_ml_client, poller
+from tests.azureml.transport import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeAzureML, FakeCredential
 from tests.runtime.support import SAMPLE_MODEL
 
 CONN_ID = "aml_test"
+AKS_ID = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-aks"
+    "/providers/Microsoft.ContainerService/managedClusters/aks-prod"
+)
 SECRET = "sp-secret-value-never-logged"
 TENANT = "tenant-0000-never-logged"
 
@@ -81,60 +81,44 @@ def _endpoint_then_deployment_dag(**deployment: Any) -> DAG:
     return dag
 
 
-@pytest.mark.parametrize("deferrable", [False, True], ids=["worker waits", "trigger waits"])
-def test_endpoint_and_deployment_on_attached_aks(
-    ml_client: MagicMock, deferrable: bool, caplog: pytest.LogCaptureFixture
-) -> None:
-    created = service_endpoint("diabetes-prod", compute="aks-prod")
-    ml_client.online_endpoints.get.return_value = created
-    ml_client.online_endpoints.begin_create_or_update.return_value = poller(created)
-    ml_client.online_deployments.list.return_value = []
-    ml_client.online_deployments.begin_create_or_update.return_value = poller(status="InProgress", done=False)
-    ml_client.online_deployments.get.side_effect = [
-        service_deployment("diabetes-prod", "green", kubernetes=True, state="Creating"),
-        service_deployment("diabetes-prod", "green", kubernetes=True, state="Succeeded"),
-    ]
-    caplog.set_level(logging.DEBUG)
+@pytest.fixture
+def workspace(monkeypatch: pytest.MonkeyPatch, fake_azure: FakeAzureML, retry: RetryPolicy) -> FakeAzureML:
+    """The connection's tasks (and triggers) get the real backend and SDK over the fake workspace's transport."""
+    import deployflow.hooks.ml_platform as hooks
 
+    def platform(conn: Any, dry_run: bool = False) -> AzureMLPlatform:
+        client = MLClient(FakeCredential(), SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE, transport=fake_azure,
+                          enable_telemetry=False, show_progress=False)  # fmt: skip
+        return AzureMLPlatform(client, retry=retry)
+
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps({"conn_type": "azure_ml"}))
+    monkeypatch.setattr(hooks, "platform_from_connection", platform)
+    attach_shared_aks([platform(None)], compute_name="aks-prod", resource_id=AKS_ID, namespace="ml", timeout_s=30)
+    fake_azure.define_instance_types("aks-prod", [instance_type_manifest(Resources(cpu=0.5, memory_gb=1.5))])
+    platform(None).register_model("diabetes", str(SAMPLE_MODEL), version="3")
+    return fake_azure
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["worker waits", "trigger waits"])
+def test_endpoint_and_deployment_on_attached_aks(workspace: FakeAzureML, deferrable: bool) -> None:
     dag_run = run_dag(_endpoint_then_deployment_dag(deferrable=deferrable), retries=0)
 
     assert task_states(dag_run) == {"endpoint": "success", "deploy": "success"}
-    sent_endpoint = ml_client.online_endpoints.begin_create_or_update.call_args.args[0]
-    assert isinstance(sent_endpoint, KubernetesOnlineEndpoint)
-    assert sent_endpoint.compute == "aks-prod"
-    reload_endpoint(sent_endpoint)
-    sent = ml_client.online_deployments.begin_create_or_update.call_args.args[0]
-    assert isinstance(sent, KubernetesOnlineDeployment)
-    assert (sent.name, sent.endpoint_name, sent.model, sent.instance_count) == (
-        "green", "diabetes-prod", "azureml:diabetes:3", 2,
-    )  # fmt: skip
-    assert sent.resources.requests.cpu == "500m" and sent.resources.requests.memory == "1536Mi"
-    reload_deployment(sent)
-    assert SECRET not in caplog.text and TENANT not in caplog.text
+    assert workspace.refused == [], workspace.refused
+    [endpoint] = [r.body for r in workspace.requests_to("PUT", r"/onlineEndpoints/diabetes-prod$")]
+    assert endpoint["properties"]["compute"].endswith("/computes/aks-prod")
+    [deployment] = [r.body for r in workspace.requests_to("PUT", r"/onlineEndpoints/diabetes-prod/deployments/green$")]
+    properties = deployment["properties"]
+    assert (properties["endpointComputeType"], deployment["sku"]["capacity"]) == ("Kubernetes", 2)
+    requests = properties["containerResourceRequirements"]["containerResourceRequests"]
+    assert (requests["cpu"], requests["memory"]) == ("500m", "1536Mi")
 
 
-def test_a_failed_provisioning_deletes_the_new_deployment_and_fails_the_task(ml_client: MagicMock) -> None:
-    endpoint = service_endpoint("diabetes-prod", compute="aks-prod")
-    ml_client.online_endpoints.get.return_value = endpoint
-    ml_client.online_endpoints.begin_create_or_update.return_value = poller(endpoint)
-    ml_client.online_deployments.list.return_value = []
-    ml_client.online_deployments.begin_create_or_update.return_value = poller(status="InProgress", done=False)
-    ml_client.online_deployments.get.return_value = service_deployment(
-        "diabetes-prod", "green", kubernetes=True, state="Failed"
-    )
-    ml_client.online_deployments.get_logs.return_value = "ImportError: no module named sklearn"
-    ml_client.online_deployments.begin_delete.return_value = poller()
+def test_deleting_a_deployment_that_takes_live_traffic_is_refused(workspace: FakeAzureML) -> None:
+    run_dag(_endpoint_then_deployment_dag(deferrable=False), retries=0)
+    import deployflow.hooks.ml_platform as hooks
 
-    dag_run = run_dag(_endpoint_then_deployment_dag(deferrable=True), retries=0)
-
-    assert task_states(dag_run)["deploy"] == "failed"
-    ml_client.online_deployments.begin_delete.assert_called_once_with(name="green", endpoint_name="diabetes-prod")
-
-
-def test_deleting_a_deployment_that_takes_live_traffic_is_refused(ml_client: MagicMock) -> None:
-    ml_client.online_endpoints.get.return_value = service_endpoint(
-        "diabetes-prod", compute="aks-prod", traffic={"blue": 50, "green": 50}
-    )
+    hooks.platform_from_connection(None).set_traffic("diabetes-prod", traffic={"green": 100}, timeout_s=30)
     with DAG("aml_delete", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
         DeleteDeploymentOperator(
             task_id="delete", ml_platform_conn_id=CONN_ID, endpoint_name="diabetes-prod", deployment_name="green"
@@ -143,7 +127,7 @@ def test_deleting_a_deployment_that_takes_live_traffic_is_refused(ml_client: Mag
     dag_run = run_dag(dag, retries=0)
 
     assert task_states(dag_run)["delete"] == "failed"
-    ml_client.online_deployments.begin_delete.assert_not_called()
+    assert not workspace.requests_to("DELETE", r"/deployments/green$")
 
 
 def test_attach_shared_aks_to_two_workspaces_skips_the_one_that_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
