@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deployflow.platform.batch import BatchJobSpec, BatchJobState
 from deployflow.platform.errors import PlatformError
@@ -18,9 +18,6 @@ from deployflow.platform.specs import (
     InvokeResult,
     ModelRef,
 )
-
-if TYPE_CHECKING:
-    from deployflow.rollout.live import LiveMetrics
 
 
 class MLPlatform(ABC):
@@ -145,8 +142,9 @@ class MLPlatform(ABC):
                 )
             time.sleep(min(poll_s, max(deadline - time.monotonic(), 0.05)))
 
-    def live_metrics(self) -> LiveMetrics | None:
-        """Where rollout gates read what users' traffic got (see ``rollout.live``); None: the probe only."""
+    def live_metrics(self) -> Any:
+        """Where rollout gates read what users' traffic got: a ``rollout.live.LiveMetrics`` (not imported:
+        the rollout sits above the platform), or None for the probe only."""
         return None
 
     def close(self) -> None:

@@ -27,13 +27,10 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
-
-if TYPE_CHECKING:
-    from deployflow.runtime.serving.endpoints import EndpointRuntime
 
 # Model serving answers in milliseconds; the top buckets catch requests that time out.
 BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -102,7 +99,8 @@ class RouterCollector:
 
     Only names and counts are exported: never keys, request bodies or headers."""
 
-    def __init__(self, endpoints: Mapping[str, EndpointRuntime]) -> None:
+    def __init__(self, endpoints: Mapping[str, Any]) -> None:
+        # the runtime's EndpointRuntime objects, by name (not imported: endpoints.py imports this module)
         self.endpoints = endpoints
 
     def collect(self) -> Iterator[Metric]:
@@ -144,7 +142,7 @@ class RouterCollector:
         yield from (requests, timeouts, no_answer, duration, shadow)
 
 
-def router_registry(endpoints: Mapping[str, EndpointRuntime]) -> CollectorRegistry:
+def router_registry(endpoints: Mapping[str, Any]) -> CollectorRegistry:
     """A registry of the router's metrics alone (not the process-global one)."""
     registry = CollectorRegistry()
     registry.register(RouterCollector(endpoints))
