@@ -33,6 +33,7 @@ from deployflow.rollout.release import (
     open_endpoint,
 )
 from deployflow.rollout.runner import RolledBack, roll_back
+from deployflow.ui.links import RolloutRecordLink, RolloutTimelineLink
 
 __all__ = ["AWAITING_APPROVAL", "ROLLED_BACK", "RollBackRejectedRolloutOperator", "RolloutOperator"]
 
@@ -71,6 +72,7 @@ class RolloutOperator(MLPlatformOperator):
     )
     template_fields_renderers = {"instance_resources": "json", "plan": "json", "profile": "json"}
     ui_color = "#d6eaf8"
+    operator_extra_links = (RolloutTimelineLink(), RolloutRecordLink())
 
     def __init__(
         self,
