@@ -21,17 +21,43 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "deployflow.hooks.ml_platform.AzureMLHook",
                 "hook-name": "Azure Machine Learning (deployflow)",
                 "conn-fields": {
-                    "subscription_id": {"label": "Subscription ID", "schema": NULLABLE_STRING},
-                    "resource_group": {"label": "Resource group", "schema": NULLABLE_STRING},
-                    "workspace_name": {"label": "Workspace", "schema": NULLABLE_STRING},
-                    "tenant_id": {"label": "Tenant ID (service principal only)", "schema": NULLABLE_STRING},
+                    "subscription_id": {
+                        "label": "Subscription ID",
+                        "description": "The Azure subscription that holds the workspace (a GUID).",
+                        "schema": NULLABLE_STRING,
+                    },
+                    "resource_group": {
+                        "label": "Resource group",
+                        "description": "The resource group of the Azure Machine Learning workspace.",
+                        "schema": NULLABLE_STRING,
+                    },
+                    "workspace_name": {
+                        "label": "Workspace",
+                        "description": "The Azure Machine Learning workspace's name (not its id).",
+                        "schema": NULLABLE_STRING,
+                    },
+                    "tenant_id": {
+                        "label": "Tenant ID (service principal only)",
+                        "description": (
+                            "The Entra ID tenant of the service principal; needed with a client id and secret, "
+                            "ignored without them."
+                        ),
+                        "schema": NULLABLE_STRING,
+                    },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "host", "extra"],
-                    "relabeling": {"login": "Client ID", "password": "Client secret"},
+                    "relabeling": {
+                        "login": "Client ID (service principal; empty: DefaultAzureCredential)",
+                        "password": "Client secret (service principal; empty: DefaultAzureCredential)",
+                    },
                     "placeholders": {
-                        "login": "service principal client id; empty: DefaultAzureCredential",
-                        "password": "service principal secret; empty: DefaultAzureCredential",
+                        "login": "00000000-0000-0000-0000-000000000000",
+                        "password": "the service principal's secret",
+                        "subscription_id": "00000000-0000-0000-0000-000000000000",
+                        "resource_group": "rg-ml-prod",
+                        "workspace_name": "mlw-prod",
+                        "tenant_id": "00000000-0000-0000-0000-000000000000",
                     },
                 },
             },
@@ -41,11 +67,15 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-name": "deployflow local runtime",
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "login", "extra"],
-                    "relabeling": {"password": "Admin token"},
+                    "relabeling": {
+                        "host": "Runtime host (its control plane; loopback by default)",
+                        "port": "Control port (default 7070)",
+                        "password": "Admin token (the runtime's <data-dir>/admin-token)",
+                    },
                     "placeholders": {
                         "host": "127.0.0.1",
                         "port": "7070",
-                        "password": ".deployflow/runtime/admin-token",
+                        "password": "contents of .deployflow/runtime/admin-token",
                     },
                 },
             },

@@ -62,5 +62,6 @@ def test_airflow_discovers_the_connection_types_through_the_entry_point() -> Non
 
     manager = ProvidersManager()
     assert "deployflow" in manager.providers
-    assert manager.field_behaviours["azure_ml"]["relabeling"]["login"] == "Client ID"
-    assert "extra__azure_ml__workspace_name" in manager.connection_form_widgets
+    assert manager.field_behaviours["azure_ml"]["relabeling"]["login"].startswith("Client ID")
+    assert manager.field_behaviours["azure_ml"]["placeholders"]["extra__azure_ml__workspace_name"] == "mlw-prod"
+    assert manager.connection_form_widgets["extra__azure_ml__workspace_name"].field["description"]

@@ -269,6 +269,8 @@ def test_a_model_failing_only_on_users_inputs_is_rolled_back_by_live_traffic(
     assert (decision["step_index"], decision["outcome"]) == (0, "fail"), "stopped at the first 10 % step"
     record = json.loads(Path(summary["decision_record"]).read_text())
     assert record["windows"][-1]["source"] == "live", "judged on what users sent, not on the probe's samples"
+    timeline = Path(summary["timeline_path"]).read_text()
+    assert "<svg" in timeline and "rolled back" in timeline.lower(), "the promote task drew its timeline"
     assert record["windows"][-1]["new"]["errors_5xx"] > 0
     rolled_back = next(e for e in record["events"] if e["kind"] == "rollback")
     first_failure = min(t for t, status in answers if status >= 500)

@@ -266,6 +266,7 @@ def _deployment_state(document: dict[str, Any]) -> DeploymentState:
         enforcement=document["enforcement"],
         cpu_seconds=_total(i.get("cpu_seconds") for i in document["instances"]),
         memory_gb=_total([i.get("memory_mb") for i in document["instances"]], scale=1 / 1024),
+        instance_states=[i["state"] for i in document["instances"]],
     )
 
 

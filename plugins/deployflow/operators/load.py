@@ -19,6 +19,7 @@ from deployflow.platform.contract import DEPLOYMENT_HEADER
 from deployflow.platform.errors import PlatformError
 from deployflow.platform.specs import ModelRef
 from deployflow.reports import report_path, write_atomically, write_json
+from deployflow.ui.links import ProfileChartLink, ProfileReportLink, StressReportLink
 
 DEFAULTS_FILE = PROFILING_DEFAULTS_FILE
 
@@ -53,6 +54,7 @@ class StressTestOperator(MLPlatformOperator):
     )
     template_fields_renderers = {"slo": "json", "ramp": "json"}
     ui_color = "#fde2e2"
+    operator_extra_links = (StressReportLink(),)
 
     def __init__(
         self,
@@ -159,6 +161,7 @@ class ProfileOperator(MLPlatformOperator):
     )
     template_fields_renderers = {"candidates": "json", "slo": "json", "prices": "json", "settings": "json"}
     ui_color = "#e6dcf5"
+    operator_extra_links = (ProfileChartLink(), ProfileReportLink())
 
     def __init__(
         self,

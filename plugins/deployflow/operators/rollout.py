@@ -22,7 +22,7 @@ from deployflow.operators.base import MLPlatformOperator, rendered_json
 from deployflow.operators.claim import run_label
 from deployflow.packages import ModelPackage
 from deployflow.platform.specs import DeploymentSpec, ModelRef, RequestSettings, Resources
-from deployflow.reports import report_path, write_json
+from deployflow.reports import report_path, write_atomically, write_json
 from deployflow.rollout import ApprovalStep, Finish, RolloutPlan, RolloutPlanError, RolloutStateError, load_plan
 from deployflow.rollout.controller import RolloutState
 from deployflow.rollout.ledger import Ledger, read_ledger, write_ledger
@@ -38,6 +38,8 @@ from deployflow.rollout.release import (
     open_endpoint,
 )
 from deployflow.rollout.runner import RolledBack, roll_back
+from deployflow.rollout.timeline import render_timeline_html
+from deployflow.ui.links import RolloutRecordLink, RolloutTimelineLink
 
 __all__ = ["AWAITING_APPROVAL", "ROLLED_BACK", "RollBackRejectedRolloutOperator", "RolloutOperator"]
 
@@ -77,6 +79,7 @@ class RolloutOperator(MLPlatformOperator):
     )
     template_fields_renderers = {"instance_resources": "json", "plan": "json", "profile": "json"}
     ui_color = "#d6eaf8"
+    operator_extra_links = (RolloutTimelineLink(), RolloutRecordLink())
 
     def __init__(
         self,
@@ -246,9 +249,11 @@ class RolloutOperator(MLPlatformOperator):
         """The decision record beside the other reports; its path for XCom and the summary."""
         path = report_path(self.report_dir, context["dag"].dag_id, context["dag_run"].run_id, self.task_id,
                            suffix=".json")  # fmt: skip
-        write_json(path, record.to_dict())
-        self.log.info("decision record %s", path)
-        return {"decision_record": str(path)}
+        document = record.to_dict()
+        write_json(path, document)
+        timeline = write_atomically(path.with_suffix(".html"), render_timeline_html(document))
+        self.log.info("decision record %s, timeline %s", path, timeline)
+        return {"decision_record": str(path), "timeline_path": str(timeline)}
 
     def _finish(self, context: Context, action: Finish, summary: dict[str, Any]) -> dict[str, Any]:
         context["ti"].xcom_push(key="rollout", value=summary)

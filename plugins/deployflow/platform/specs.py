@@ -199,6 +199,8 @@ class DeploymentState(_Spec):
     #: cpu time and resident memory summed over the instances, where the platform reports them
     cpu_seconds: float | None = None
     memory_gb: float | None = None
+    #: each instance's state (e.g. "ready", "starting"), where the platform reports instances one by one
+    instance_states: list[str] = field(default_factory=list)
 
     _nested: ClassVar[dict[str, type[_Spec]]] = {"resources": Resources}
 
