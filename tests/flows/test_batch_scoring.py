@@ -29,7 +29,7 @@ CASE = load_use_case(CONFIG_DIR / "diabetes.json")
 INCOMING = CASE.input.prefix
 BROKEN_CSV = b"age,sex,bmi,bp,s1,s2,s3,s4,s5,s6\n0.1,0.2,oops,0.4,0.5,0.6,0.7,0.8,0.9,1.0\n"
 ABC_CSV = b"age,sex,bmi,bp,s1,s2,s3,s4,s5,s6\n0.1,0.2,abc,0.4,0.5,0.6,0.7,0.8,0.9,1.0\n"
-ALL_TASKS = ["wait_for_blobs", "find_new_blobs", "data_factory", "register_model", "stage_inputs", "score",
+ALL_TASKS = ["preflight", "wait_for_blobs", "find_new_blobs", "data_factory", "register_model", "stage_inputs", "score",
              "update_manifest", "clean_staging"]  # fmt: skip
 
 
@@ -108,7 +108,11 @@ def test_a_second_run_with_nothing_new_skips_and_submits_no_job(dag, storage, cl
     dag_run = run_dag(dag, retries=0)
 
     # the blobs are there, so the sensor passes; there is nothing new, so everything after it skips
-    assert task_states(dag_run) == {**dict.fromkeys(ALL_TASKS, "skipped"), "wait_for_blobs": "success"}
+    assert task_states(dag_run) == {
+        **dict.fromkeys(ALL_TASKS, "skipped"),
+        "preflight": "success",
+        "wait_for_blobs": "success",
+    }
     assert str(dag_run.state) == "success"
     assert len(client.list_jobs()) == jobs_before and manifest(storage) == before
 
