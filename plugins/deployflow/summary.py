@@ -34,6 +34,8 @@ def realtime_summary(ti: Any, *, conn_id: str = DEFAULT_CONN_ID) -> dict[str, An
         "replaced": rollout.get("old"),
         "rollout": rollout.get("status"),
         "rollout_decisions": [f"step {d['step_index'] + 1}: {d['outcome']}" for d in rollout.get("decisions", [])],
+        "decision_record": rollout.get("decision_record"),
+        "rollout_timeline": rollout.get("timeline_path"),
         "chosen_config": profile.get("recommendedConfig"),
         "cpu": profile.get("recommendedCpu"),
         "memory_gb": profile.get("recommendedMemoryInGB"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -108,7 +109,10 @@ def test_second_version_is_rolled_out_over_the_first_behind_the_same_url_and_key
     assert {k: v for k, v in states.items() if v != "success"} == SKIPPED_WITHOUT_APPROVAL, states
     summary = xcom(dag_run, "summary")
     assert summary["rollout"] == "completed" and summary["replaced"] == old
-    assert summary["rollout_decisions"] == ["step 1: pass", "step 2: pass"]
+    assert summary["rollout_decisions"] == ["step 1: pass", "step 2: pass", "step 3: pass"]  # 3: the bake at 100 %
+    windows = json.loads(Path(summary["decision_record"]).read_text())["windows"]
+    assert [w["bake"] for w in windows] == [False, False, True]
+    assert "<svg" in Path(summary["rollout_timeline"]).read_text()
     after = client.get_endpoint("rt-full")
     assert after["traffic"] == {summary["deployment"]: 100} and summary["deployment"] != old
     assert (after["scoring_uri"], client.keys("rt-full")) == (before["scoring_uri"], keys)
