@@ -27,11 +27,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-
-import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
@@ -43,6 +40,7 @@ from deployflow.rollout.record import DecisionRecord  # noqa: E402
 from deployflow.rollout.runner import Gauges, RolledBack, drive_rollout  # noqa: E402
 from deployflow.runtime.environments import EnvironmentCache  # noqa: E402
 from tests.runtime.support import ENV_CACHE, SAMPLE_MODEL, RuntimeProcess, deploy  # noqa: E402
+from tests.runtime.users import UsersTraffic  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "rollout_local.json"
 ENDPOINT = "bench-rollout"
@@ -51,38 +49,6 @@ SINGLE_ROW_FAULT = (
     "    if len(_json.loads(raw_data)['data']) == 1:\n        raise RuntimeError('fails on single-row requests')\n"
     "    return _run(raw_data)\n"
 )
-
-
-class Users:
-    """Open-loop traffic from a thread: the time and status of every answer."""
-
-    def __init__(self, uri: str, key: str, rate: float) -> None:
-        three = json.loads((SAMPLE_MODEL / "sample-request.json").read_text())
-        self.bodies = [three] * 7 + [{"data": three["data"][:1]}] * 3
-        self.uri, self.headers, self.rate = uri, {"Authorization": f"Bearer {key}"}, rate
-        self.answers: list[tuple[float, int]] = []
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=10) as http:
-            start, index = time.monotonic(), 0
-            while not self.stopped.is_set():
-                time.sleep(max(0.0, start + index / self.rate - time.monotonic()))
-                try:
-                    status = http.post(self.uri, json=self.bodies[index % 10], headers=self.headers).status_code
-                except httpx.HTTPError:
-                    status = 0
-                self.answers.append((time.time(), status))
-                index += 1
-
-    def failures_between(self, start: float, end: float) -> list[float]:
-        return [t for t, status in self.answers if start <= t <= end and (status >= 500 or status == 0)]
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.thread.join()
 
 
 def rollout(platform: LocalPlatform, client, model: str, old: str, new: str, steps: list[str], bake_s: float) -> dict:  # noqa: ANN001
@@ -148,7 +114,7 @@ def main() -> None:
                 client.set_traffic(ENDPOINT, {"blue": 100})
                 endpoint = client.get_endpoint(ENDPOINT)
                 platform = LocalPlatform(runtime.control_url, (runtime.data_dir / "admin-token").read_text().strip())
-                users = Users(endpoint["scoring_uri"], client.keys(ENDPOINT)["primary_key"], args.rate)
+                users = UsersTraffic(endpoint["scoring_uri"], client.keys(ENDPOINT)["primary_key"], args.rate)
                 time.sleep(2)
                 default_steps = [f"mirror 20% {w}", f"traffic 10% {w}", f"traffic 50% {w}", "traffic 100%"]
                 good_run = rollout(platform, client, f"diabetes:{v2['version']}", "blue", "green", default_steps,

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from airflow.sdk import DAG
 
@@ -19,6 +17,7 @@ from deployflow.local.client import LocalRuntimeClient
 from deployflow.operators.rollout import RolloutOperator
 from tests.airflow_support import connected_runtime, run_dag, task_states, xcom
 from tests.runtime.support import SAMPLE_MODEL, RuntimeProcess, deploy
+from tests.runtime.users import UsersTraffic
 
 pytestmark = pytest.mark.slow
 QUICK_PLAN = {
@@ -219,43 +218,13 @@ def test_an_approval_step_waits_for_the_answer_and_a_rejection_rolls_back(
     assert client.get_endpoint(name)["traffic"] == expected
 
 
-class MixedTraffic:
-    """Users' traffic at ``rate`` requests/s through the endpoint: 30 % single-row requests, the rest the
-    sample's three rows; every answer's wall-clock time and status kept."""
-
-    def __init__(self, client: LocalRuntimeClient, endpoint: dict, rate: float, seconds: float) -> None:
-        key = client.keys(endpoint["name"])["primary_key"]
-        three = json.loads((SAMPLE_MODEL / "sample-request.json").read_text())
-        self.bodies = [three] * 7 + [{"data": three["data"][:1]}] * 3
-        self.headers = {"Authorization": f"Bearer {key}"}
-        self.uri, self.rate, self.seconds = endpoint["scoring_uri"], rate, seconds
-        self.answers: list[tuple[float, int]] = []
-        self._thread = threading.Thread(target=self._run)
-        self._thread.start()
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=10) as http:
-            start = time.monotonic()
-            for index in range(int(self.rate * self.seconds)):
-                time.sleep(max(0.0, start + index / self.rate - time.monotonic()))
-                try:
-                    status = http.post(self.uri, json=self.bodies[index % 10], headers=self.headers).status_code
-                except httpx.HTTPError:
-                    status = 0
-                self.answers.append((time.time(), status))
-
-    def wait(self) -> list[tuple[float, int]]:
-        self._thread.join()
-        return self.answers
-
-
 def test_a_model_failing_only_on_users_inputs_is_rolled_back_by_live_traffic(
     client: LocalRuntimeClient, tmp_path: Path
 ) -> None:
     model, bad = bad_model(client, tmp_path, "single-row")
     endpoint = serving_endpoint(client, "ro-live")
     rate, share, window = 20, 0.10, 10
-    users = MixedTraffic(client, endpoint, rate=rate, seconds=35)
+    users = UsersTraffic(endpoint["scoring_uri"], client.keys("ro-live")["primary_key"], rate, seconds=35)
     plan = {"steps": [f"traffic 10% {window}s", f"traffic 50% {window}s", "traffic 100%"],
             "gates": {"min_requests": 10}, "bake_s": 3}  # fmt: skip
 
