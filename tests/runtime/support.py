@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -93,3 +96,41 @@ def deploy(client: LocalRuntimeClient, endpoint: str, deployment: str, **spec: o
     result = client.wait_for_deployment(endpoint, deployment, timeout_s=900)
     assert result["provisioning_state"] == "Succeeded", result["error"]
     return result
+
+
+@dataclass
+class RawAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+def read_answer(sock: socket.socket) -> RawAnswer | None:
+    """One HTTP/1.1 answer read off a raw socket, checked as it is read; None when the server closed
+    without a byte. A malformed answer fails the test with what was read."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            assert not data, f"the connection closed inside an answer's head: {data[:300]!r}"
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    assert re.fullmatch(r"HTTP/1\.1 \d{3} [^\r\n]*", status_line), f"not an HTTP status line: {status_line!r}"
+    headers = {}
+    for line in lines:
+        name, colon, value = line.partition(":")
+        assert colon and name.strip() == name and name, f"not a header line: {line!r}"
+        headers[name.lower()] = value.strip()
+    assert headers.get("content-length", "").isdigit(), f"no content-length in {headers}"
+    length = int(headers["content-length"])
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed after {len(body)} of {length} body bytes"
+        body += chunk
+    assert len(body) == length, f"{len(body) - length} bytes past the answer's content-length"
+    return RawAnswer(int(status_line.split()[1]), headers, body)
