@@ -109,28 +109,32 @@ class RawAnswer:
 
 
 def read_answer(sock: socket.socket) -> RawAnswer | None:
-    """One HTTP/1.1 answer read off a raw socket, checked as it is read; None when the server closed
-    without a byte. A malformed answer fails the test with what was read."""
+    """The first HTTP/1.1 answer read off a raw socket, checked as it is read; None when the server
+    closed without a byte. A malformed answer fails the test with what was read."""
     data = b""
-    while b"\r\n\r\n" not in data:
+    while (answer := split_answer(data)) is None:
         chunk = sock.recv(65536)
         if not chunk:
-            assert not data, f"the connection closed inside an answer's head: {data[:300]!r}"
+            assert not data, f"the connection closed inside an answer: {data[:300]!r}"
             return None
         data += chunk
+    return answer[0]
+
+
+def split_answer(data: bytes) -> tuple[RawAnswer, bytes] | None:
+    """The answer at the start of ``data`` and the bytes after it, or None while it is incomplete."""
+    if b"\r\n\r\n" not in data:
+        return None
     head, _, body = data.partition(b"\r\n\r\n")
     status_line, *lines = head.decode("latin-1").split("\r\n")
     assert re.fullmatch(r"HTTP/1\.1 \d{3} [^\r\n]*", status_line), f"not an HTTP status line: {status_line!r}"
     headers = {}
     for line in lines:
         name, colon, value = line.partition(":")
-        assert colon and name.strip() == name and name, f"not a header line: {line!r}"
+        assert colon and name and name.strip() == name, f"not a header line: {line!r}"
         headers[name.lower()] = value.strip()
     assert headers.get("content-length", "").isdigit(), f"no content-length in {headers}"
     length = int(headers["content-length"])
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk, f"the connection closed after {len(body)} of {length} body bytes"
-        body += chunk
-    assert len(body) == length, f"{len(body) - length} bytes past the answer's content-length"
-    return RawAnswer(int(status_line.split()[1]), headers, body)
+    if len(body) < length:
+        return None
+    return RawAnswer(int(status_line.split()[1]), headers, body[:length]), body[length:]
