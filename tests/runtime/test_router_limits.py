@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.support import SAMPLE_MODEL, RawAnswer, RuntimeProcess, deploy, read_answer, sample_runtime
+from tests.runtime.support import (
+    SAMPLE_MODEL,
+    RawAnswer,
+    RuntimeProcess,
+    deploy,
+    read_answer,
+    sample_runtime,
+    split_answer,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -94,6 +102,28 @@ def test_a_header_block_over_16_kib_is_431(served: tuple[RuntimeProcess, str], e
         sock.sendall(f"POST /endpoints/{ENDPOINT}/score HTTP/1.1\r\nAuthorization: Bearer {key}\r\n".encode())
         sock.sendall(b"x-big: " + b"a" * 26 * 1024 + ending)
         assert_refused(read_answer(sock), 431, "RequestHeaderFieldsTooLarge", sock)
+
+
+def test_a_request_after_a_large_body_on_the_same_connection_is_served(served: tuple[RuntimeProcess, str]) -> None:
+    """The head cap counts one request's head, not the bytes of the requests before it."""
+    runtime, key = served
+    padded = SAMPLE_BODY[:-1] + b', "padding": "' + b"p" * 400_000 + b'"}'
+    first = score_request(key).replace(b"Content-Length: %d" % len(SAMPLE_BODY), b"Content-Length: %d" % len(padded))
+    first = first[: -len(SAMPLE_BODY)] + padded
+    with connect(runtime) as sock:
+        second = score_request(key)
+        sock.sendall(first + second[:20])  # pipelined: the second head begins right after the body
+        time.sleep(0.3)
+        sock.sendall(second[20:])
+        data, answers = b"", []
+        while len(answers) < 2:
+            while (split := split_answer(data)) is None:
+                chunk = sock.recv(65536)
+                assert chunk, f"closed after {len(answers)} answers"
+                data += chunk
+            answers.append(split[0])
+            data = split[1]
+    assert answers[1].status == 200, answers[1]
 
 
 def test_a_20_kib_url_is_414(served: tuple[RuntimeProcess, str]) -> None:

@@ -313,9 +313,8 @@ class ClientConnection(asyncio.Protocol):
         self.router.connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.request_started is None:
-            self.head_bytes = 0
-        self.head_bytes += len(data)
+        if not self.headers_done:  # bytes of a head (a read that ends one body and begins a head is not counted)
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as e:
@@ -385,6 +384,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.request_started = None
+        self.head_bytes, self.headers_done = 0, False  # what comes next is the next request's head
         keep_alive = self.parser.should_keep_alive()
         self.pending.append(Request(self.parser.get_method(), self.url, self.headers, b"".join(self.body), keep_alive))
         if not self.busy:
