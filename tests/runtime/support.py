@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -44,6 +47,9 @@ class RuntimeProcess:
         # The repository's plugins first; what the caller had on PYTHONPATH stays importable after them.
         paths = [str(REPO / "plugins"), *filter(None, [os.environ.get("PYTHONPATH")])]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+        # As root the runtime runs model code as an unprivileged user, who cannot reach a Python under
+        # /root (this machine's pyenv): tests and benches keep model code as root unless told otherwise.
+        env.setdefault("DEPLOYFLOW_CHILD_USER", "root")
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -93,3 +99,45 @@ def deploy(client: LocalRuntimeClient, endpoint: str, deployment: str, **spec: o
     result = client.wait_for_deployment(endpoint, deployment, timeout_s=900)
     assert result["provisioning_state"] == "Succeeded", result["error"]
     return result
+
+
+@dataclass
+class RawAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+def read_answer(sock: socket.socket) -> RawAnswer | None:
+    """The first HTTP/1.1 answer read off a raw socket, checked as it is read; None when the server
+    closed without a byte. A malformed answer fails the test with what was read."""
+    data = b""
+    while (answer := split_answer(data)) is None:
+        chunk = sock.recv(65536)
+        if not chunk:
+            assert not data, f"the connection closed inside an answer: {data[:300]!r}"
+            return None
+        data += chunk
+    return answer[0]
+
+
+def split_answer(data: bytes) -> tuple[RawAnswer, bytes] | None:
+    """The answer at the start of ``data`` and the bytes after it, or None while it is incomplete."""
+    if b"\r\n\r\n" not in data:
+        return None
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    assert re.fullmatch(r"HTTP/1\.1 \d{3} [^\r\n]*", status_line), f"not an HTTP status line: {status_line!r}"
+    headers = {}
+    for line in lines:
+        name, colon, value = line.partition(":")
+        assert colon and name and name.strip() == name, f"not a header line: {line!r}"
+        headers[name.lower()] = value.strip()
+    assert headers.get("content-length", "").isdigit(), f"no content-length in {headers}"
+    length = int(headers["content-length"])
+    if len(body) < length:
+        return None
+    return RawAnswer(int(status_line.split()[1]), headers, body[:length]), body[length:]

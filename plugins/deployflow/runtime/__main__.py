@@ -12,10 +12,21 @@ from deployflow.runtime.config import (
     DEFAULT_CONTROL_PORT,
     DEFAULT_ROUTER_PORT,
     LOOPBACK,
+    RouterLimits,
     RuntimeConfig,
 )
 from deployflow.runtime.server import run
 from deployflow.runtime.serving.resources import Enforcement
+
+# RouterLimits' fields, each an option --max-header-bytes etc., with what going past it gets.
+ROUTER_LIMITS = [
+    ("max_header_bytes", int, "bytes of header fields in a request; more is a 431"),
+    ("max_url_bytes", int, "bytes of a request's target (path and query); more is a 414"),
+    ("max_headers", int, "header fields in a request; more is a 431"),
+    ("read_timeout_s", float, "seconds a request's head and body may take to arrive; then a 408 and close"),
+    ("idle_timeout_s", float, "seconds a keep-alive connection may wait for its next request; then closed"),
+    ("max_connections", int, "client connections open at once; one more is answered 503 and closed"),
+]
 
 
 def parse_args(argv: list[str] | None = None) -> RuntimeConfig:
@@ -44,6 +55,12 @@ def parse_args(argv: list[str] | None = None) -> RuntimeConfig:
         "--no-metrics", action="store_true",
         help="do not count answers for GET /metrics (to measure what counting costs the router)",
     )  # fmt: skip
+    limits = parser.add_argument_group("router limits", "what one client connection may hold (refused with JSON)")
+    defaults = RouterLimits()
+    for name, kind, help_text in ROUTER_LIMITS:
+        default = getattr(defaults, name)
+        option = "--" + name.replace("_", "-")
+        limits.add_argument(option, type=kind, default=default, help=f"{help_text} (default: {default:g})")
     parser.add_argument(
         "--child-user",
         help="when the runtime runs as root, the unprivileged user model code runs as (default: deployflow, "
@@ -58,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> RuntimeConfig:
     args = parser.parse_args(argv)
     if args.batch_slots < 1:
         parser.error(f"--batch-slots must be at least 1, got {args.batch_slots}")
+    for name, _, _ in ROUTER_LIMITS:
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be above 0, got {getattr(args, name):g}")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return RuntimeConfig(
         data_dir=args.data_dir.resolve(),
@@ -70,6 +90,7 @@ def parse_args(argv: list[str] | None = None) -> RuntimeConfig:
         batch_slots=args.batch_slots,
         enforcement=Enforcement(args.enforcement) if args.enforcement else None,
         metrics=not args.no_metrics,
+        router_limits=RouterLimits(**{name: getattr(args, name) for name, _, _ in ROUTER_LIMITS}),
         child_user=args.child_user,
         model_python=str(Path(args.model_python).absolute()) if args.model_python else None,
     )

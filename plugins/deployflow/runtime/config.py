@@ -16,6 +16,8 @@ DEFAULT_MAX_BODY_BYTES = 1_500_000
 # Control-plane documents are small; a job submission with a long file list is the largest.
 DEFAULT_CONTROL_MAX_BODY_BYTES = 1_000_000
 DEFAULT_LOG_CAP_BYTES = 5 * 1024 * 1024
+# One header field the scoring server (gunicorn's limit_request_field_size) takes; the router refuses longer.
+MAX_HEADER_FIELD_BYTES = 8190
 # How long a batch environment's warm worker template outlives its last job (0: no templates,
 # every worker a fresh process). azure-ai-ml's AmlCompute scales idle nodes down after 120 s by default.
 DEFAULT_BATCH_WARM_IDLE_S = 600.0
@@ -24,6 +26,24 @@ DEFAULT_BATCH_SLOTS = os.cpu_count() or 1
 TOKEN_ENV = "DEPLOYFLOW_RUNTIME_TOKEN"
 TOKEN_FILE = "admin-token"
 MIN_TOKEN_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class RouterLimits:
+    """What one client connection to the router may hold: a slow, idle or oversized client must not
+    use up the runtime's file descriptors or memory. The defaults are nginx's order of magnitude."""
+
+    # the header block (field names and values), the request target, the header fields: the scoring
+    # server behind the router (azmlinfsrv's gunicorn) takes 100 fields, and the router adds up to 4
+    max_header_bytes: int = 16 * 1024
+    max_url_bytes: int = 8 * 1024
+    max_headers: int = 96
+    # a keep-alive connection with no request in progress is closed after idle_timeout_s; a request
+    # whose head and body are not all in within read_timeout_s of its first byte gets a 408
+    idle_timeout_s: float = 60.0
+    read_timeout_s: float = 30.0
+    # client connections open at once; one more is answered 503 and closed
+    max_connections: int = 1024
 
 
 class ConfigError(ValueError):
@@ -47,6 +67,7 @@ class RuntimeConfig:
     batch_slots: int = DEFAULT_BATCH_SLOTS
     enforcement: Enforcement | None = None
     metrics: bool = True
+    router_limits: RouterLimits = RouterLimits()
     # Who model code runs as when the runtime is root (isolation.child_user); "root" keeps root.
     child_user: str | None = None
     # The interpreter model environments are built from (default: the runtime's own).

@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import os
+import resource
 import signal
 import sys
 from collections.abc import Iterator
@@ -45,9 +46,10 @@ async def serve(config: RuntimeConfig, *, ready: asyncio.Event | None = None) ->
         log.info("model code runs as user %s (uid %d)", user.name, user.uid)
     elif os.geteuid() == 0:
         log.warning("model code runs as root (--child-user root): it can read the admin token and the state")
+    open_files_for(config.router_limits.max_connections)
     token = load_or_create_token(config)
     runtime = Runtime(config, user)
-    router = Router(runtime, config.max_body_bytes, metrics=config.metrics)
+    router = Router(runtime, config.max_body_bytes, metrics=config.metrics, limits=config.router_limits)
     control = _ControlPlane(
         uvicorn.Config(
             create_app(runtime, token), host=config.host, port=config.control_port,
@@ -84,6 +86,18 @@ async def serve(config: RuntimeConfig, *, ready: asyncio.Event | None = None) ->
     finally:
         await router.close()
         await runtime.close()
+
+
+def open_files_for(connections: int) -> None:
+    """Raise the soft open-file limit (often 1024) so that --max-connections, not EMFILE, is what refuses:
+    each client connection may hold an upstream one, and replicas and logs need their own."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * connections + 512
+    if soft < wanted:
+        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft < wanted:
+        log.warning("open files are capped at %d: fewer than --max-connections %d may be served", soft, connections)
 
 
 def check_reachable(config: RuntimeConfig, user: ChildUser) -> None:

@@ -6,6 +6,8 @@ deployment drawn by the endpoint's traffic weights, or to the one named in the
 answers are dropped. A replica that fails before answering is replaced by another, so a
 replica's death or a traffic change never fails a request. Each answer a deployment gives
 is counted for the live metrics (see ``metrics``) unless the runtime runs with ``--no-metrics``.
+A client connection is held to ``RouterLimits``: header size and count, URL length, an idle and a
+read timeout (checked by one sweep a second, not a timer per request), and a connection count.
 Written on asyncio protocols with httptools because every microsecond here is added to every
 prediction.
 """
@@ -19,12 +21,13 @@ import re
 import uuid
 from collections import deque
 from http import HTTPStatus
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import TYPE_CHECKING
 
 import httptools
 
 from deployflow.compare import compare_responses
+from deployflow.runtime.config import MAX_HEADER_FIELD_BYTES, RouterLimits
 from deployflow.runtime.serving.endpoints import DeploymentRuntime
 from deployflow.runtime.serving.metrics import NO_ANSWER, PROBE_HEADER, TIMEOUT
 from deployflow.runtime.serving.replicas import Replica
@@ -59,6 +62,9 @@ MAX_MIRRORS_IN_FLIGHT = 64
 # Shadow answers agree when numbers are within 1 % (a retrained model moves them a little) and all else is equal.
 SHADOW_REL_TOL, SHADOW_ABS_TOL = 0.01, 1e-6
 REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+# Bytes of a request head beyond its target and header fields: method, version, separators.
+HEAD_SLACK_BYTES = 1024
+DEFAULT_LIMITS = RouterLimits()
 
 
 def error_body(code: str, message: str) -> bytes:
@@ -85,19 +91,37 @@ class Request:
 class Router:
     """Routes scoring requests to the runtime's deployments."""
 
-    def __init__(self, runtime: Runtime, max_body_bytes: int, *, metrics: bool = True) -> None:
+    def __init__(
+        self, runtime: Runtime, max_body_bytes: int, *, metrics: bool = True, limits: RouterLimits = DEFAULT_LIMITS
+    ) -> None:
         self.runtime = runtime
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        self.limits = limits
+        # what a request head may be in all, before httptools has handed over its fields
+        self.max_head_bytes = limits.max_url_bytes + limits.max_header_bytes + HEAD_SLACK_BYTES
         self.server: asyncio.Server | None = None
         self.upstreams = Upstreams()
+        self.connections: set[ClientConnection] = set()
         self._mirrors: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(lambda: ClientConnection(self), host, port, backlog=2048)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Close connections past their idle or read timeout; runs every second (sooner for short timeouts)."""
+        now = monotonic()
+        for connection in list(self.connections):
+            connection.check_timeouts(now)
+        tick = min(1.0, self.limits.idle_timeout_s / 4, self.limits.read_timeout_s / 4)
+        self._sweeper = asyncio.get_running_loop().call_later(tick, self._sweep)
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self.server is not None:
             self.server.close()
         for task in list(self._mirrors):
@@ -254,56 +278,113 @@ class ClientConnection(asyncio.Protocol):
 
     def __init__(self, router: Router) -> None:
         self.router = router
+        self.limits = router.limits
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.pending: deque[Request] = deque()
         self.busy = False
+        # When the request being read began (None between requests), when the connection last fell idle,
+        # and the bytes of a head httptools is still gathering: what the sweep and the head cap look at.
+        self.request_started: float | None = None
+        self.idle_since = monotonic()
+        self.head_bytes = 0
         self._reset()
 
     def _reset(self) -> None:
         self.url = b""
         self.headers: dict[bytes, bytes] = {}
+        self.header_count = 0
+        self.header_bytes = 0
+        self.headers_done = False
         self.body: list[bytes] = []
         self.body_size = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if len(self.router.connections) >= self.limits.max_connections:
+            message = f"the router has {self.limits.max_connections} connections open (--max-connections); retry later"
+            self._reject(503, "TooManyConnections", message)
+            return
+        self.router.connections.add(self)
         no_delay(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self.router.connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
+        if not self.headers_done:  # bytes of a head (a read that ends one body and begins a head is not counted)
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as e:
-            if isinstance(e.__context__, _TooLarge):
-                limit = self.router.max_body_bytes
-                self._reject(413, "PayloadTooLarge", f"request body is over {limit} bytes; send smaller batches")
+            if isinstance(e.__context__, _Refused):
+                self._reject(*e.__context__.args)
             else:
                 self._reject(400, "BadRequest", "malformed HTTP request")
+            return
+        # httptools hands a header over only once it is whole: cap what it may gather before that.
+        if self.head_bytes > self.router.max_head_bytes and self.request_started is not None and not self.headers_done:
+            self._reject(*self._too_many_header_bytes())
+
+    def check_timeouts(self, now: float) -> None:
+        if self.busy or self.transport is None:
+            return
+        if self.request_started is not None:
+            if now - self.request_started > self.limits.read_timeout_s:
+                message = f"the request did not arrive whole within {self.limits.read_timeout_s:g}s"
+                self._reject(408, "RequestReadTimeout", message)
+        elif now - self.idle_since > self.limits.idle_timeout_s:
+            # Nothing was asked: no answer, so that none is taken for the answer to a request sent meanwhile.
+            self.transport.close()
+            self.transport = None
 
     def on_message_begin(self) -> None:
         self._reset()
+        self.request_started = monotonic()
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        if len(self.url) > self.limits.max_url_bytes:
+            message = f"the request target is over {self.limits.max_url_bytes} bytes; send data in the body"
+            raise _Refused(414, "UriTooLong", message)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers[name.lower()] = value
+        self.header_count += 1
+        self.header_bytes += len(name) + len(value) + 4
+        if self.header_count > self.limits.max_headers:
+            raise _Refused(
+                431, "RequestHeaderFieldsTooLarge", f"the request has over {self.limits.max_headers} header fields"
+            )
+        if self.header_bytes > self.limits.max_header_bytes:
+            raise _Refused(*self._too_many_header_bytes())
+        if len(name) + len(value) + 2 > MAX_HEADER_FIELD_BYTES:
+            message = f"header {name.decode(errors='replace')[:100]} is over {MAX_HEADER_FIELD_BYTES} bytes"
+            raise _Refused(431, "RequestHeaderFieldsTooLarge", message)
+
+    def _too_many_header_bytes(self) -> tuple[int, str, str]:
+        message = f"the request's headers are over {self.limits.max_header_bytes} bytes"
+        return 431, "RequestHeaderFieldsTooLarge", message
 
     def on_headers_complete(self) -> None:
+        self.headers_done = True
         length = self.headers.get(b"content-length", b"0")
         if length.isdigit() and int(length) > self.router.max_body_bytes:
-            raise _TooLarge
+            raise _Refused(*self._too_large())
+
+    def _too_large(self) -> tuple[int, str, str]:
+        return 413, "PayloadTooLarge", f"request body is over {self.router.max_body_bytes} bytes; send smaller batches"
 
     def on_body(self, body: bytes) -> None:
         self.body_size += len(body)
         if self.body_size > self.router.max_body_bytes:
-            raise _TooLarge
+            raise _Refused(*self._too_large())
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        self.request_started = None
+        self.head_bytes, self.headers_done = 0, False  # what comes next is the next request's head
         keep_alive = self.parser.should_keep_alive()
         self.pending.append(Request(self.parser.get_method(), self.url, self.headers, b"".join(self.body), keep_alive))
         if not self.busy:
@@ -312,6 +393,9 @@ class ClientConnection(asyncio.Protocol):
     def _next(self) -> None:
         if self.transport is None or not self.pending:
             self.busy = False
+            self.idle_since = monotonic()
+            if self.request_started is not None:  # the next request began while this one was answered
+                self.request_started = self.idle_since
             if self.transport is not None:
                 self.transport.resume_reading()
             return
@@ -353,7 +437,8 @@ class ClientConnection(asyncio.Protocol):
         self._write(error_answer(status, code, message), b"", keep_alive=False)
         if self.transport is not None:
             self.transport.close()
+            self.transport = None
 
 
-class _TooLarge(Exception):
-    pass
+class _Refused(Exception):
+    """Raised inside a parser callback to answer (status, code, message) and close."""
