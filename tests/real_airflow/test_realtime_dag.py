@@ -26,7 +26,7 @@ from deployflow.rollout.ledger import ROLLOUT_TAG, Ledger
 from tests.airflow_support import DAGS_FOLDER, local_connection
 from tests.flows.test_realtime_deployment import QUICK, second_version  # noqa: F401 - a module fixture
 from tests.real_airflow import RealAirflow
-from tests.runtime.support import ENV_CACHE, SAMPLE_MODEL, RuntimeProcess, deploy
+from tests.runtime.support import ENV_CACHE, SAMPLE_MODEL, RuntimeProcess
 
 pytestmark = pytest.mark.slow
 
@@ -83,10 +83,13 @@ def airflow(tmp_path_factory: pytest.TempPathFactory, runtime: RuntimeProcess) -
         env = {
             variable: os.environ[variable],
             "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "3",
+            # the batch DAG of the same folder would start a scheduled run: only the DAG under test runs
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "DEPLOYFLOW_ENV_CACHE": str(ENV_CACHE),
             "DEPLOYFLOW_REPORTS_DIR": str(reports),
         }
         with RealAirflow(tmp_path_factory.mktemp("e2e-airflow") / "home", DAGS_FOLDER, env=env) as deployment:
+            deployment.request("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
             yield deployment
 
 
@@ -98,8 +101,9 @@ def story(airflow: RealAirflow, client: LocalRuntimeClient, second_version: Path
     for endpoint in ENDPOINTS.values():
         client.put_endpoint(endpoint, compute="production")
         client.put_deployment(endpoint, "blue", model="diabetes:1")
-    for endpoint in ENDPOINTS.values():
-        deploy(client, endpoint, "blue")  # already asked for: waits until it serves
+    for endpoint in ENDPOINTS.values():  # provisioned side by side
+        serving = client.wait_for_deployment(endpoint, "blue", timeout_s=300)
+        assert serving["provisioning_state"] == "Succeeded", serving["error"]
         client.set_traffic(endpoint, {"blue": 100})
     before = {endpoint: client.get_endpoint(endpoint) for endpoint in ENDPOINTS.values()}
 
