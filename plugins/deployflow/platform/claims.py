@@ -10,7 +10,8 @@ Writing is last-writer-wins, and a tag has no compare-and-swap: after writing it
 waits a moment, reads the endpoint back, and holds it only if its own claim is the one there.
 The wait gives the read-back its meaning: a run that read the endpoint unclaimed just before
 this write lands its own claim within about the time a write takes, and so is seen (Fischer's
-mutual exclusion; without the wait, two runs triggered together both held the endpoint).
+mutual exclusion; without the wait, a run slowed between its read and its write could hold the
+endpoint together with one that had already read its own claim back).
 An endpoint that does not exist yet is created, empty, to hold the claim (tagged as made for
 it, so releasing the claim deletes it again when no deployment ever reached it).
 """
