@@ -2,7 +2,7 @@
 
 One Airflow deployment parses the repository's ``dags/`` and talks to one real local runtime.
 Four production endpoints start as a user's would: ``blue`` serving the sample model at 100 %.
-The ``story`` fixture triggers every run at once and plays the people and the accidents in
+The ``story`` fixture triggers the runs together and plays the people and the accidents in
 the order they come: a SIGKILL of a promote task at 50/50, an Approve, a Reject and an
 approval marked failed in the UI. Each test then checks what one of them left behind.
 """
@@ -34,9 +34,12 @@ DAG_ID = "realtime_deployment"
 APPROVED, REJECTED, FAILED_APPROVAL, KILLED = "e2e-approved", "e2e-rejected", "e2e-unanswered", "e2e-killed"
 #: the endpoints' names by the run that promotes to them; the third run shares APPROVED's
 ENDPOINTS = {"approved": APPROVED, "rejected": REJECTED, "failed_approval": FAILED_APPROVAL, "killed": KILLED}
-APPROVAL_PLAN = {**QUICK["rollout_plan"], "steps": ["traffic 10% 3s", "approve", "traffic 100%"]}
+# The gates judge errors only: latency on a 2-core machine shared with other test suites is noise
+# here (a 4 s p99 was seen), and what is under test is the approval, the claim and the resume.
+ERRORS_ONLY = {**QUICK["rollout_plan"]["gates"], "max_p99_ms": 60_000, "max_p99_ratio": 100.0}
+APPROVAL_PLAN = {**QUICK["rollout_plan"], "steps": ["traffic 10% 3s", "approve", "traffic 100%"], "gates": ERRORS_ONLY}
 # Long enough at 50 % to be killed in, short enough that the retry's window (judged again) is cheap.
-KILL_PLAN = {**QUICK["rollout_plan"], "steps": ["traffic 50% 20s", "traffic 100%"]}
+KILL_PLAN = {**QUICK["rollout_plan"], "steps": ["traffic 50% 20s", "traffic 100%"], "gates": ERRORS_ONLY}
 NO_SUCH_GPU = {"cpu": 1, "memory_gb": 1, "gpu": 1}
 STORY_TIMEOUT_S = 480
 RUN_TIMEOUT_S = 300
@@ -116,9 +119,6 @@ def story(airflow: RealAirflow, client: LocalRuntimeClient, second_version: Path
         "approved": airflow.trigger(
             DAG_ID, {**new_version, "endpoint_name": APPROVED, "approval": True, "rollout_plan": APPROVAL_PLAN}
         ),
-        # right after the first, for the same endpoint; refused at its test deployment (a GPU the runtime
-        # has not), so it ends soon after it got its turn, without touching the first run's release
-        "third": airflow.trigger(DAG_ID, {**QUICK, "endpoint_name": APPROVED, "test_resources": NO_SUCH_GPU}),
         "rejected": airflow.trigger(
             DAG_ID, {**new_version, "endpoint_name": REJECTED, "approval": True, "rollout_plan": APPROVAL_PLAN}
         ),
@@ -128,6 +128,10 @@ def story(airflow: RealAirflow, client: LocalRuntimeClient, second_version: Path
     }
     told = Story(runs, before)
     waiting = {"killed", "approved", "rejected", "failed_approval"}
+    _wait_for_claim(airflow, runs["approved"])
+    # right after the first claimed the endpoint, for the same endpoint; refused at its test deployment
+    # (a GPU the runtime has not), so it ends soon after its turn came, without touching production
+    runs["third"] = airflow.trigger(DAG_ID, {**QUICK, "endpoint_name": APPROVED, "test_resources": NO_SUCH_GPU})
     deadline = time.monotonic() + STORY_TIMEOUT_S
     while waiting or told.approved_endpoint_when_done is None:
         for role in sorted(waiting):
@@ -147,6 +151,13 @@ def story(airflow: RealAirflow, client: LocalRuntimeClient, second_version: Path
             )
         time.sleep(POLL_S)
     return told
+
+
+def _wait_for_claim(airflow: RealAirflow, run: str) -> None:
+    deadline = time.monotonic() + STORY_TIMEOUT_S
+    while (state := airflow.task_instances(DAG_ID, run)["claim_endpoint"]["state"]) != "success":
+        assert state not in ("failed", "upstream_failed") and time.monotonic() < deadline, f"claim_endpoint {state}"
+        time.sleep(POLL_S)
 
 
 def _watch_first_run(airflow: RealAirflow, client: LocalRuntimeClient, story: Story) -> None:
@@ -173,7 +184,7 @@ def _act(
         story.ledger_when_killed = Ledger.decode(at["tags"][ROLLOUT_TAG])
         story.killed_pid = airflow.kill_task(DAG_ID, run, "promote")
         return True
-    if tis["approve_promotion"]["state"] != "awaiting_input":
+    if tis["approve_promotion"]["state"] != "awaiting_input" or not _parked(airflow, run):
         return False
     story.asked[role] = airflow.hitl_details(DAG_ID, run, "approve_promotion")
     story.traffic_when_asked[role] = client.get_endpoint(endpoint)["traffic"]
@@ -326,6 +337,22 @@ def assert_as_before(client: LocalRuntimeClient, story: Story, endpoint: str) ->
     assert after["tags"] == before["tags"], "claim and ledger tags removed"
     assert after["scoring_uri"] == before["scoring_uri"]
     assert [(d["name"], d["model"]) for d in client.list_deployments(endpoint)] == [("blue", "diabetes:1")]
+
+
+def _parked(airflow: RealAirflow, run: str) -> bool:
+    """Whether the scheduler has taken in that the approval task's first process ended, parked.
+
+    Airflow 3.3 races here: answered before that (within a second or two of asking, on a busy
+    machine), the resumed task is running when the parked process's exit reaches the scheduler,
+    which takes it for an external kill, fails the try and asks again. A person reads the body
+    first; a script must wait for this line.
+    """
+    finished = f"TaskInstance Finished: dag_id={DAG_ID}, task_id=approve_promotion, run_id={run},"
+    return any(finished in line and "state=awaiting_input" in line for line in _lines(airflow.log_path("scheduler")))
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(errors="replace").splitlines()
 
 
 def _exists(client: LocalRuntimeClient, endpoint: str) -> bool:
