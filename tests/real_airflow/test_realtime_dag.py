@@ -101,7 +101,7 @@ def airflow(tmp_path_factory: pytest.TempPathFactory, runtime: RuntimeProcess) -
 
 @pytest.fixture(scope="module")
 def story(airflow: RealAirflow, client: LocalRuntimeClient, second_version: Path) -> Story:  # noqa: F811
-    """Seed the endpoints, trigger every run at once, and act as the people and the accidents would."""
+    """Seed the endpoints, trigger the runs together, and act as the people and the accidents would."""
     client.register_model("diabetes", SAMPLE_MODEL, version="1")
     client.register_model("diabetes", second_version, version="2")  # every run then registers it as diabetes:2
     for endpoint in ENDPOINTS.values():
@@ -348,11 +348,8 @@ def _parked(airflow: RealAirflow, run: str) -> bool:
     first; a script must wait for this line.
     """
     finished = f"TaskInstance Finished: dag_id={DAG_ID}, task_id=approve_promotion, run_id={run},"
-    return any(finished in line and "state=awaiting_input" in line for line in _lines(airflow.log_path("scheduler")))
-
-
-def _lines(path: Path) -> list[str]:
-    return path.read_text(errors="replace").splitlines()
+    log = airflow.log_path("scheduler").read_text(errors="replace").splitlines()
+    return any(finished in line and "state=awaiting_input" in line for line in log)
 
 
 def _exists(client: LocalRuntimeClient, endpoint: str) -> bool:
