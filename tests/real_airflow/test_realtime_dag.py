@@ -40,6 +40,8 @@ ERRORS_ONLY = {**QUICK["rollout_plan"]["gates"], "max_p99_ms": 60_000, "max_p99_
 APPROVAL_PLAN = {**QUICK["rollout_plan"], "steps": ["traffic 10% 3s", "approve", "traffic 100%"], "gates": ERRORS_ONLY}
 # Long enough at 50 % to be killed in, short enough that the retry's window (judged again) is cheap.
 KILL_PLAN = {**QUICK["rollout_plan"], "steps": ["traffic 50% 20s", "traffic 100%"], "gates": ERRORS_ONLY}
+# One profile candidate: the profile is not under test here, and each candidate costs every run a deployment.
+ONE_CANDIDATE = {"candidates": QUICK["candidates"][-1:]}
 NO_SUCH_GPU = {"cpu": 1, "memory_gb": 1, "gpu": 1}
 STORY_TIMEOUT_S = 480
 RUN_TIMEOUT_S = 300
@@ -100,20 +102,34 @@ def airflow(tmp_path_factory: pytest.TempPathFactory, runtime: RuntimeProcess) -
 
 
 @pytest.fixture(scope="module")
-def story(airflow: RealAirflow, client: LocalRuntimeClient, second_version: Path) -> Story:  # noqa: F811
-    """Seed the endpoints, trigger the runs together, and act as the people and the accidents would."""
+def production(client: LocalRuntimeClient, second_version: Path) -> list[str]:  # noqa: F811
+    """The four endpoints, each with a ``blue`` deployment of diabetes:1 on its way; their names.
+
+    Asked for before Airflow starts, so the blue replicas come up while it does.
+    """
     client.register_model("diabetes", SAMPLE_MODEL, version="1")
     client.register_model("diabetes", second_version, version="2")  # every run then registers it as diabetes:2
     for endpoint in ENDPOINTS.values():
         client.put_endpoint(endpoint, compute="production")
         client.put_deployment(endpoint, "blue", model="diabetes:1")
-    for endpoint in ENDPOINTS.values():  # provisioned side by side
+    return list(ENDPOINTS.values())
+
+
+@pytest.fixture(scope="module")
+def story(
+    production: list[str],
+    airflow: RealAirflow,
+    client: LocalRuntimeClient,
+    second_version: Path,  # noqa: F811
+) -> Story:
+    """Production serving (blue at 100 %), trigger the runs together, act as the people and the accidents would."""
+    for endpoint in production:
         serving = client.wait_for_deployment(endpoint, "blue", timeout_s=300)
         assert serving["provisioning_state"] == "Succeeded", serving["error"]
         client.set_traffic(endpoint, {"blue": 100})
-    before = {endpoint: client.get_endpoint(endpoint) for endpoint in ENDPOINTS.values()}
+    before = {endpoint: client.get_endpoint(endpoint) for endpoint in production}
 
-    new_version = {**QUICK, "package_path": str(second_version)}
+    new_version = {**QUICK, **ONE_CANDIDATE, "package_path": str(second_version)}
     runs = {
         "killed": airflow.trigger(DAG_ID, {**new_version, "endpoint_name": KILLED, "rollout_plan": KILL_PLAN}),
         "approved": airflow.trigger(
@@ -131,7 +147,9 @@ def story(airflow: RealAirflow, client: LocalRuntimeClient, second_version: Path
     _wait_for_claim(airflow, runs["approved"])
     # right after the first claimed the endpoint, for the same endpoint; refused at its test deployment
     # (a GPU the runtime has not), so it ends soon after its turn came, without touching production
-    runs["third"] = airflow.trigger(DAG_ID, {**QUICK, "endpoint_name": APPROVED, "test_resources": NO_SUCH_GPU})
+    runs["third"] = airflow.trigger(
+        DAG_ID, {**QUICK, **ONE_CANDIDATE, "endpoint_name": APPROVED, "test_resources": NO_SUCH_GPU}
+    )
     deadline = time.monotonic() + STORY_TIMEOUT_S
     while waiting or told.approved_endpoint_when_done is None:
         for role in sorted(waiting):
