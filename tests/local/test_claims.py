@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from threading import Barrier
 
 import pytest
 
@@ -76,3 +78,28 @@ def test_a_forced_claim_takes_over_from_a_run_that_no_longer_runs(platform: Loca
 
     assert claim(platform, "claim-stale", SECOND, compute=None, force=True) is None
     assert holder(platform, "claim-stale") == SECOND
+
+
+def test_runs_claiming_at_once_leave_one_holder_and_the_others_told_who(
+    platform: LocalPlatform, runtime: RuntimeProcess
+) -> None:
+    """Runs triggered together all read the endpoint unclaimed; only one may come away holding it."""
+    runs = [f"realtime_deployment/together-{i}" for i in range(3)]
+    token = (runtime.data_dir / "admin-token").read_text().strip()
+    platform.create_or_update_endpoint(EndpointSpec("claim-together"))
+    start = Barrier(len(runs))
+
+    def claim_at_once(run: str) -> str | None:
+        own = LocalPlatform(runtime.control_url, token)  # each run its own worker and connection
+        try:
+            start.wait()
+            return claim(own, "claim-together", run, compute=None)
+        finally:
+            own.close()
+
+    with ThreadPoolExecutor(len(runs)) as pool:
+        answers = list(pool.map(claim_at_once, runs))
+
+    winner = holder(platform, "claim-together")
+    assert winner in runs and answers.count(None) == 1, answers
+    assert answers == [None if run == winner else winner for run in runs]

@@ -88,7 +88,8 @@ class ClaimEndpointOperator(MLPlatformOperator):
             state = context["ti"].get_dagrun_state(dag_id, run_id)
         except Exception:  # noqa: BLE001 - a run Airflow cannot find (deleted) holds nothing
             return False
-        return str(state) in ACTIVE_RUN_STATES
+        # a DagRunState, a (str, Enum): str() of it is "DagRunState.RUNNING", its value compares equal
+        return state in ACTIVE_RUN_STATES
 
 
 class ReleaseEndpointOperator(MLPlatformOperator):

@@ -6,13 +6,19 @@ new deployment at a time). The claim lives on the platform — Azure ML and the 
 both keep endpoint tags — so every worker, every try and every later run reads the same
 answer, and a run that died holding it is named by it.
 
-Writing is last-writer-wins: after writing its claim, a run reads the endpoint back and holds
-it only if its own claim is the one there. An endpoint that does not exist yet is created,
-empty, to hold the claim (tagged as made for it, so releasing the claim deletes it again when
-no deployment ever reached it).
+Writing is last-writer-wins, and a tag has no compare-and-swap: after writing its claim, a run
+waits a moment, reads the endpoint back, and holds it only if its own claim is the one there.
+The wait gives the read-back its meaning: a run that read the endpoint unclaimed just before
+this write lands its own claim within about the time a write takes, and so is seen (Fischer's
+mutual exclusion; without the wait, a run slowed between its read and its write could hold the
+endpoint together with one that had already read its own claim back).
+An endpoint that does not exist yet is created, empty, to hold the claim (tagged as made for
+it, so releasing the claim deletes it again when no deployment ever reached it).
 """
 
 from __future__ import annotations
+
+import time
 
 from deployflow.platform.base import MLPlatform
 from deployflow.platform.errors import PlatformNotFoundError
@@ -20,6 +26,8 @@ from deployflow.platform.specs import EndpointSpec, EndpointState
 
 CLAIM_TAG = "deployflow-claimed-by"
 CREATED_FOR_CLAIM_TAG = "deployflow-created-for"
+#: the least wait between writing a claim and reading it back; the write's own duration is added
+SETTLE_S = 2.0
 
 
 def holder(platform: MLPlatform, endpoint: str) -> str | None:
@@ -40,10 +48,14 @@ def claim(platform: MLPlatform, endpoint: str, run: str, *, compute: str | None,
     except PlatformNotFoundError:
         state = None
     held_by = state.tags.get(CLAIM_TAG) if state else None
-    if held_by not in (None, run) and not force:
+    if held_by == run:
+        return None
+    if held_by is not None and not force:
         return held_by
     tags = {**(state.tags if state else {CREATED_FOR_CLAIM_TAG: run}), CLAIM_TAG: run}
+    started = time.monotonic()
     _write(platform, endpoint, state, tags, compute)
+    time.sleep(SETTLE_S + time.monotonic() - started)  # a competitor's write takes about as long
     now = platform.get_endpoint(endpoint).tags.get(CLAIM_TAG)
     return None if now == run else now
 
