@@ -38,6 +38,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
+# As tests/conftest.py does: as root, model code would run as the unprivileged user, who cannot
+# reach this machine's Python (under /root).
+os.environ.setdefault("DEPLOYFLOW_CHILD_USER", "root")
 # The tests' Airflow home (tests/conftest.py): the blob trigger's hook reads its connection from the environment.
 os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".cache" / "airflow-test"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")

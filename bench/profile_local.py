@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -22,6 +23,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
+# As tests/conftest.py does: as root, model code would run as the unprivileged user, who cannot
+# reach this machine's Python (under /root).
+os.environ.setdefault("DEPLOYFLOW_CHILD_USER", "root")
 
 from deployflow.defaults import PROFILING_DEFAULTS_FILE  # noqa: E402
 from deployflow.loadtest import SLO, RequestSpec  # noqa: E402

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
+# As tests/conftest.py does: as root, model code would run as the unprivileged user, who cannot
+# reach this machine's Python (under /root).
+os.environ.setdefault("DEPLOYFLOW_CHILD_USER", "root")
 
 from deployflow.local.backend import LocalPlatform  # noqa: E402
 from deployflow.rollout import RolloutState, load_plan  # noqa: E402

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import socket
@@ -36,6 +37,9 @@ import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
+# As tests/conftest.py does: as root, model code would run as the unprivileged user, who cannot
+# reach this machine's Python (under /root).
+os.environ.setdefault("DEPLOYFLOW_CHILD_USER", "root")
 
 from deployflow.runtime.serving.replicas import free_port  # noqa: E402
 from tests.runtime.support import SAMPLE_MODEL, RuntimeProcess, deploy  # noqa: E402

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
@@ -25,6 +26,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "plugins")]
+# As tests/conftest.py does: as root, model code would run as the unprivileged user, who cannot
+# reach this machine's Python (under /root).
+os.environ.setdefault("DEPLOYFLOW_CHILD_USER", "root")
 
 from tests.airflow_support import local_connection  # noqa: E402
 from tests.real_airflow import USERNAME, RealAirflow  # noqa: E402

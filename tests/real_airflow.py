@@ -51,6 +51,9 @@ class AirflowError(RuntimeError):
     """A component exited, did not come up, or a DAG file did not import; the message says which."""
 
 
+DATABASE_BUSY_RETRIES = 5
+
+
 class RealAirflow:
     """Airflow's four components on loopback, with a REST client logged in as the admin user."""
 
@@ -277,7 +280,13 @@ class RealAirflow:
         """A call to ``/api/v2<path>``; an error status raises with Airflow's own detail."""
         if self.client is None:
             raise AirflowError("Airflow is not running: use RealAirflow as a context manager")
-        response = self.client.request(method, f"/api/v2{path}", timeout=30, **kwargs)
+        for _ in range(DATABASE_BUSY_RETRIES):
+            response = self.client.request(method, f"/api/v2{path}", timeout=30, **kwargs)
+            # SQLite has one writer: under several runs at once a write can lose the lock, and the API
+            # server rolls it back and answers 500 "Database error". Asking again is what a user would do.
+            if response.status_code != 500 or "Database error" not in response.text:
+                break
+            time.sleep(1.0)
         if response.is_error:
             raise AirflowError(f"{method} {path} answered {response.status_code}: {response.text}")
         return response.json()

@@ -30,6 +30,8 @@ from tests.runtime.support import ENV_CACHE, SAMPLE_MODEL, RuntimeProcess
 
 pytestmark = pytest.mark.slow
 
+# the tasks a run goes through before it holds its endpoint: checked, validated, then the claim
+BEFORE_THE_CLAIM = {"preflight", "validate", "claim_endpoint"}
 DAG_ID = "realtime_deployment"
 APPROVED, REJECTED, FAILED_APPROVAL, KILLED = "e2e-approved", "e2e-rejected", "e2e-unanswered", "e2e-killed"
 #: the endpoints' names by the run that promotes to them; the third run shares APPROVED's
@@ -58,7 +60,7 @@ class Story:
     traffic_when_asked: dict[str, dict[str, int]] = field(default_factory=dict)
     third_when_first_asked: dict[str, str | None] = field(default_factory=dict)
     test_endpoint_when_first_asked: bool = True
-    #: the third run's tasks that had a state, besides validate and claim_endpoint, before the first run ended
+    #: the third run's tasks that had a state, besides those up to claim_endpoint, before the first run ended
     third_began_early: set[str] = field(default_factory=set)
     approved_endpoint_when_done: tuple[dict[str, Any], list[tuple[str, str]]] | None = None
     ledger_when_killed: Ledger | None = None
@@ -184,7 +186,7 @@ def _watch_first_run(airflow: RealAirflow, client: LocalRuntimeClient, story: St
     third = _states(airflow.task_instances(DAG_ID, story.runs["third"]))  # read first: the first may end meanwhile
     released = airflow.task_instances(DAG_ID, story.runs["approved"])["release_endpoint"]["state"]
     if released not in ("success", "failed"):
-        story.third_began_early |= {t for t, state in third.items() if state} - {"validate", "claim_endpoint"}
+        story.third_began_early |= {t for t, state in third.items() if state} - BEFORE_THE_CLAIM
         return
     deployments = [(d["name"], d["model"]) for d in client.list_deployments(APPROVED)]
     story.approved_endpoint_when_done = (client.get_endpoint(APPROVED), deployments)

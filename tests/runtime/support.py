@@ -47,9 +47,6 @@ class RuntimeProcess:
         # The repository's plugins first; what the caller had on PYTHONPATH stays importable after them.
         paths = [str(REPO / "plugins"), *filter(None, [os.environ.get("PYTHONPATH")])]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-        # As root the runtime runs model code as an unprivileged user, who cannot reach a Python under
-        # /root (this machine's pyenv): tests and benches keep model code as root unless told otherwise.
-        env.setdefault("DEPLOYFLOW_CHILD_USER", "root")
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S

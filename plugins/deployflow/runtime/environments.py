@@ -64,10 +64,11 @@ class EnvironmentCache:
 
     def ensure(self, requirements_file: Path) -> Path:
         """Return the Python interpreter of the venv for this requirements file, building it if needed."""
-        return self.ensure_requirements(requirements_file.read_text())
+        return self.ensure_requirements(requirements_file.read_text(), source=requirements_file)
 
-    def ensure_requirements(self, requirements: str) -> Path:
-        """Return the Python interpreter of the venv for these requirements, building it if needed."""
+    def ensure_requirements(self, requirements: str, *, source: Path | None = None) -> Path:
+        """Return the Python interpreter of the venv for these requirements, building it if needed;
+        built from ``source`` when they are that file's (so a failure names it), else from a copy."""
         key = environment_key(requirements, self.base_python)
         env_dir = self.cache_dir / key
         python = env_dir / "bin" / "python"
@@ -77,8 +78,10 @@ class EnvironmentCache:
         with open(self.cache_dir / f"{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not (env_dir / READY_MARKER).exists():
-                requirements_file = self.cache_dir / f"{key}.requirements.txt"
-                requirements_file.write_text(requirements)
+                requirements_file = source
+                if requirements_file is None:
+                    requirements_file = self.cache_dir / f"{key}.requirements.txt"
+                    requirements_file.write_text(requirements)
                 self._build(env_dir, requirements_file)
             if not self._shared(env_dir):
                 assert self.user is not None
