@@ -270,3 +270,26 @@ def test_a_model_that_answers_otherwise_is_stopped_at_the_mirror_step_by_min_agr
     assert window["agreement"]["agreed"] == 0 and window["agreement"]["disagreements"]
     assert "expected" in window["agreement"]["disagreements"][0]["detail"], "where the answers differ"
     assert client.get_endpoint("ro-agree")["traffic"] == {"blue": 100}
+
+
+def test_users_mirrored_requests_that_answer_otherwise_are_shown_in_the_decision_record(
+    client: LocalRuntimeClient, tmp_path: Path
+) -> None:
+    model, shifted = bad_model(client, tmp_path, "shifted")
+    endpoint = serving_endpoint(client, "ro-agree-live")
+    users = UsersTraffic(endpoint["scoring_uri"], client.keys("ro-agree-live")["primary_key"], 20)
+    plan = {**QUICK_PLAN, "steps": ["mirror 50% 6s", "traffic 100%"],
+            "gates": {**QUICK_PLAN["gates"], "min_agreement": 0.9, "min_requests": 10}}  # fmt: skip
+
+    dag_run = run_dag(rollout_dag("ro-agree-live", model, shifted, plan), retries=0)
+    users.stop()
+
+    assert task_states(dag_run) == {"promote": "failed"}
+    summary = xcom(dag_run, "promote", key="rollout")
+    agreement = json.loads(Path(summary["decision_record"]).read_text())["windows"][-1]["agreement"]
+    assert agreement["source"] == "users' mirrored requests"
+    assert agreement["compared"] >= 10 and agreement["agreed"] == 0, agreement
+    kept = agreement["disagreements"]
+    assert 0 < len(kept) <= min(agreement["compared"], 10), "the window's own, as the router kept them"
+    assert all(d["request_id"] and d["detail"] for d in kept), kept
+    assert client.get_endpoint("ro-agree-live")["traffic"] == {"blue": 100}

@@ -170,6 +170,11 @@ class LocalPlatform(MLPlatform):
             lambda: self.client.logs(endpoint, name, lines=lines),
         )
 
+    def shadow_disagreements(self, endpoint: str, name: str) -> list[dict[str, str]]:
+        return self._call(
+            f"reading the shadow answers of deployment {endpoint}/{name}", lambda: self.client.shadow(endpoint, name)
+        )["disagreements"]
+
     def deployment_request_counts(self, endpoint: str) -> dict[str, dict[str, int]]:
         """Answers per deployment by HTTP status, counted by the router since it started."""
         documents = self._call(

@@ -138,6 +138,10 @@ class LocalRuntimeClient:
     def logs(self, endpoint: str, name: str, lines: int = 100) -> str:
         return self._call("GET", f"/endpoints/{endpoint}/deployments/{name}/logs", lines=lines)
 
+    def shadow(self, endpoint: str, name: str) -> dict:
+        """The router's comparison of the deployment's mirrored answers: counts and the last that differed."""
+        return self._call("GET", f"/endpoints/{endpoint}/deployments/{name}/shadow")
+
     def wait_for_deployment(self, endpoint: str, name: str, *, timeout_s: float = 600, poll_s: float = 0.5) -> dict:
         """Poll until the deployment is Succeeded, Failed or Canceled, or the deadline passes (TimeoutError)."""
         deadline = time.monotonic() + timeout_s

@@ -142,6 +142,11 @@ class MLPlatform(ABC):
                 )
             time.sleep(min(poll_s, max(deadline - time.monotonic(), 0.05)))
 
+    def shadow_disagreements(self, endpoint: str, name: str) -> list[dict[str, str]]:
+        """The last mirrored answers of the deployment that differed from the live ones, oldest first, as
+        the platform's router kept them; empty where mirrored answers are dropped (Azure ML)."""
+        return []
+
     def live_metrics(self) -> Any:
         """Where rollout gates read what users' traffic got: a ``rollout.live.LiveMetrics`` (not imported:
         the rollout sits above the platform), or None for the probe only."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from deployflow.platform.base import MLPlatform
 from deployflow.platform.cleanup import remove_quietly
+from deployflow.platform.errors import PlatformError
 from deployflow.rollout.actions import Action, AskApproval, Finish, Observe, RollBack, SetTraffic
 from deployflow.rollout.controller import RolloutState, next_action
 from deployflow.rollout.gates import (
@@ -31,7 +32,7 @@ from deployflow.rollout.gates import (
 from deployflow.rollout.live import LiveMetrics, LiveMetricsError
 from deployflow.rollout.probe import SLICE_S, Probe
 from deployflow.rollout.record import DecisionRecord
-from deployflow.rollout.shadow import Agreement, compare_deployments
+from deployflow.rollout.shadow import MAX_DISAGREEMENTS_KEPT, Agreement, compare_deployments
 from deployflow.rollout.steps import MirrorStep
 
 log = logging.getLogger(__name__)
@@ -284,13 +285,30 @@ def _shadow_agreement(
             logger.warning("%s", e)
             counted = None
         if counted and counted[0]:
-            return Agreement(compared=counted[0], agreed=counted[1], source="users' mirrored requests")
+            compared, agreed = counted
+            kept = _window_disagreements(platform, endpoint, new, compared - agreed, logger)
+            return Agreement(compared, agreed, kept, source="users' mirrored requests")
     if not gauges.shadow_requests:
         return None
     return compare_deployments(
         platform, endpoint, new, old, gauges.shadow_requests,
         rel_tol=gates.agreement_rel_tol, abs_tol=gates.agreement_abs_tol,
     )  # fmt: skip
+
+
+def _window_disagreements(
+    platform: MLPlatform, endpoint: str, new: str, disagreed: int, logger: Any
+) -> list[dict[str, Any]]:
+    """The window's own disagreements, as far as the router kept them: its last ``disagreed`` entries
+    (it keeps the latest few, oldest first), so the record shows what differed, not only how often."""
+    if disagreed <= 0:
+        return []
+    try:
+        kept = platform.shadow_disagreements(endpoint, new)
+    except PlatformError as e:
+        logger.warning("%s", e)
+        return []
+    return kept[-min(disagreed, MAX_DISAGREEMENTS_KEPT) :]
 
 
 def _with_agreement(measured: Measured, gates: GateSpec, agreement: Agreement | None, new: str, old: str) -> Measured:
