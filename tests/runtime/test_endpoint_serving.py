@@ -184,14 +184,15 @@ def test_traffic_changes_fail_no_request(endpoint: dict, key: str, client: Local
     stop = threading.Event()
     loop = threading.Thread(target=scorer.loop_until, args=(stop,))
     loop.start()
+    splits = [{"blue": 50, "green": 50}, {"green": 100}, {"blue": 10, "green": 90}, {"blue": 100}]
+    changes = 0
+    deadline = time.monotonic() + 60
     try:
-        for split in [
-            {"blue": 50, "green": 50},
-            {"green": 100},
-            {"blue": 10, "green": 90},
-            {"blue": 100},
-        ] * 3:
-            client.set_traffic(ENDPOINT, split)
+        # At least three rounds of changes, and on a busy machine as many more as it takes for
+        # a hundred answers to have crossed them.
+        while (changes < 3 * len(splits) or len(scorer.answers) <= 100) and time.monotonic() < deadline:
+            client.set_traffic(ENDPOINT, splits[changes % len(splits)])
+            changes += 1
             time.sleep(0.1)
     finally:
         stop.set()
