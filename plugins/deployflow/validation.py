@@ -19,7 +19,7 @@ from deployflow.checks import Severity, run_checks
 from deployflow.inference_server import InferenceServer, ServerStartError, schema_examples, schema_of
 from deployflow.packages import ModelPackage, ModelPackageError
 from deployflow.runtime.environments import EnvironmentBuildError, EnvironmentCache, environment_key
-from deployflow.runtime.isolation import IsolationError, child_user
+from deployflow.runtime.isolation import IsolationError, child_user, model_python
 
 ENV_CACHE_VARIABLE = "DEPLOYFLOW_ENV_CACHE"
 MODEL_CACHE_VARIABLE = "DEPLOYFLOW_MODEL_CACHE"
@@ -69,7 +69,7 @@ def validate_package(
     package_rel, package_abs = package.tolerance()
     try:
         user = child_user()
-        cache = EnvironmentCache(env_cache or default_env_cache(), user=user)
+        cache = EnvironmentCache(env_cache or default_env_cache(), base_python=model_python(user), user=user)
         python = cache.ensure_requirements(package.serving_requirements())
     except EnvironmentBuildError as e:
         raise ModelPackageError(f"model package {package.path}: requirements.txt does not install: {e}") from e

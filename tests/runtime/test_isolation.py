@@ -22,7 +22,7 @@ import pytest
 from deployflow.inference_server import InferenceServer, ServerStartError
 from deployflow.local.client import LocalRuntimeClient
 from deployflow.runtime.environments import EnvironmentCache
-from deployflow.runtime.isolation import CHILD_USER, CHILD_USER_VARIABLE, child_user
+from deployflow.runtime.isolation import CHILD_USER, CHILD_USER_VARIABLE, child_user, model_python
 from tests.runtime.batch_support import job_document
 from tests.runtime.support import ENV_CACHE, SAMPLE_MODEL, RuntimeProcess
 
@@ -85,6 +85,8 @@ def init():
 
 
 def run(mini_batch):
+    with open(mini_batch[0]) as f:  # as every batch script does: its input must be readable to it
+        f.read()
     return [[os.path.basename(mini_batch[0]), json.dumps(probe())]]
 """
 )
@@ -372,3 +374,28 @@ def test_validate_refuses_a_python_the_child_user_cannot_reach(tmp_path: Path, m
     with pytest.raises(ServerStartError, match="out of reach of user deployflow"):
         with InferenceServer(python, package, start_timeout_s=30, request_timeout_s=5, user=user):
             pass
+
+
+@root_only
+def test_as_root_with_a_python_under_root_the_runtime_builds_model_environments_from_the_systems(
+    reachable_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's main command as root where Python lives under /root (pyenv): no --model-python given.
+    if not str(Path(sys.executable).resolve()).startswith("/root/"):
+        pytest.skip("needs a Python under /root")
+    monkeypatch.delenv(CHILD_USER_VARIABLE, raising=False)
+    user = child_user(CHILD_USER)
+    assert user is not None
+
+    assert Path(model_python(user)).resolve() == SYSTEM_PYTHON.resolve()
+    assert model_python(None) == sys.executable  # no child user: the runtime's own
+    assert model_python(user, "/opt/python") == "/opt/python"  # asked for: kept (and checked at start)
+
+    runtime = RuntimeProcess(reachable_tmp / "data", extra_args=["--env-cache-dir", str(reachable_tmp / "envs")])
+    runtime.start()
+    try:
+        with runtime.client() as client:
+            assert client.health()
+        assert f"model environments are built from {SYSTEM_PYTHON.resolve()}" in runtime.log_path.read_text()
+    finally:
+        runtime.stop()

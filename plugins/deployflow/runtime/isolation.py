@@ -16,6 +16,7 @@ import pwd
 import shutil
 import stat
 import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +138,21 @@ def require_reachable(path: Path, user: ChildUser, what: str) -> None:
             f"(owner {folder.owner()}). Make it traversable for that user, move it, or pass --child-user root "
             "to let model code run as root"
         )
+
+
+def model_python(user: ChildUser | None, wanted: str | None = None) -> str:
+    """The interpreter model environments are built from: ``wanted`` if given, else the running one, else
+    (when ``user`` cannot reach that, e.g. a Python under root's 0700 home) the system's own Python of the
+    same version, so that root's default needs no --child-user root nor a chmod of /root."""
+    if wanted or user is None:
+        return wanted or sys.executable
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [sys.executable, shutil.which(version, path=DEFAULT_PATH), f"/usr/bin/{version}"]
+    for candidate in dict.fromkeys(c for c in candidates if c):
+        python = Path(candidate).resolve()
+        if python.is_file() and os.access(python, os.X_OK) and blocked_at(python.parent, user) is None:
+            return candidate
+    return sys.executable  # check_reachable / the build then says what blocks it and what to do
 
 
 def share(path: Path, user: ChildUser) -> None:

@@ -9,6 +9,7 @@ import logging
 import os
 import resource
 import signal
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,15 @@ from deployflow.runtime.child import CHILD_SCRIPTS
 from deployflow.runtime.config import ConfigError, RuntimeConfig, load_or_create_token
 from deployflow.runtime.control.api import create_app
 from deployflow.runtime.control.service import Runtime
-from deployflow.runtime.isolation import ChildUser, IsolationError, child_user, require_reachable, secure_data_dir
+from deployflow.runtime.isolation import (
+    ChildUser,
+    IsolationError,
+    blocked_at,
+    child_user,
+    model_python,
+    require_reachable,
+    secure_data_dir,
+)
 from deployflow.runtime.serving.router import Router
 
 # Everything the runtime writes is its own: files 0600, folders 0700, unless shared on purpose.
@@ -102,8 +111,16 @@ def open_files_for(connections: int) -> None:
 
 def check_reachable(config: RuntimeConfig, user: ChildUser) -> None:
     """Fail at start, not at the first deployment, when model code could not reach what it runs from."""
-    config.environments_dir.mkdir(parents=True, exist_ok=True)
-    python = Path(config.model_python or sys.executable).resolve()
+    envs = config.environments_dir
+    envs.mkdir(parents=True, exist_ok=True)
+    if blocked_at(envs.parent, user) is None and blocked_at(envs, user) == envs and envs.stat().st_uid == os.geteuid():
+        # The cache is ours and holds no secret (a folder made under the runtime's owner-only umask, or
+        # an earlier run's): open it to the child user's group. Each environment is shared as it is built.
+        os.chown(envs, -1, user.gid)
+        envs.chmod(envs.stat().st_mode & 0o7777 | stat.S_IRGRP | stat.S_IXGRP)
+    python = Path(model_python(user, config.model_python)).resolve()
+    if not config.model_python and python != Path(sys.executable).resolve():
+        log.info("model environments are built from %s: %s is out of reach of %s", python, sys.executable, user.name)
     require_reachable(python.parent, user, "the Python that model environments are built from (--model-python)")
     require_reachable(CHILD_SCRIPTS, user, "deployflow's scripts for model environments")
     require_reachable(config.data_dir, user, "the data dir")

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import math
 import shutil
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from weakref import WeakKeyDictionary
@@ -21,7 +20,7 @@ from deployflow.runtime import isolation
 from deployflow.runtime.config import RuntimeConfig
 from deployflow.runtime.environments import EnvironmentBuildError, EnvironmentCache
 from deployflow.runtime.errors import Conflict, Invalid, NotFound
-from deployflow.runtime.isolation import ChildUser
+from deployflow.runtime.isolation import ChildUser, model_python
 from deployflow.runtime.jobs.service import JobService
 from deployflow.runtime.processes import tail
 from deployflow.runtime.schemas import (
@@ -53,7 +52,7 @@ class Runtime:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.data_dir / "state.sqlite")
         self.environments = EnvironmentCache(
-            config.environments_dir, base_python=config.model_python or sys.executable, user=user
+            config.environments_dir, base_python=model_python(user, config.model_python), user=user
         )
         self.resources = ResourceController(f"deployflow-{config.router_port}", prefer=config.enforcement)
         self.endpoints: dict[str, EndpointRuntime] = {}

@@ -265,6 +265,9 @@ class JobRun:
         dest = self.plan.work_dir / "inputs" / str(batch.index)
         paths = fetch(self.input, batch.files, dest, self.connection_string, copy=self.user is not None)
         if self.user is not None:
+            # ``inputs/`` itself too: made here (for blobs, after the job's folder was handed over), it would
+            # be the runtime's owner-only folder, and the worker could not pass through it to its files.
+            os.lchown(dest.parent, self.user.uid, self.user.gid)
             hand_over(dest, self.user)
         return paths
 
