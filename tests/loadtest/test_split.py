@@ -65,6 +65,20 @@ def test_every_part_starts_at_one_moment_and_the_parts_together_are_the_whole_sc
     assert [LoadPart.from_dict(json.loads(json.dumps(p.to_dict()))) for p in parts] == parts
 
 
+def test_a_load_of_one_part_starts_when_it_is_ready_and_waits_for_no_one(stub_server: StartServer) -> None:
+    server = stub_server()
+    schedule = Schedule.constant(50, 0.5)
+    (part,) = plan_parts(schedule, 1000, lead_s=30.0, clock=lambda: time.time() - 60)
+
+    started = time.monotonic()
+    outcome = merge_parts([through_xcom(run_part(RequestSpec(server.url, body=b"{}"), schedule, part))])
+
+    assert part.start_at is None and time.monotonic() - started < 5
+    assert outcome.late_parts == [] and outcome.result.ok == server.requests == 25
+    with pytest.raises(ValueError, match="need a shared start_at"):
+        LoadPart(0, 2, None, 0.0)
+
+
 def test_merged_histograms_equal_the_histogram_of_the_union_of_every_parts_samples() -> None:
     samples = [lognormal_ms(seed, n) for seed, n in ((1, 3000), (2, 1700), (3, 2500))]
     parts = [part_result(i, 3, values) for i, values in enumerate(samples)]
@@ -132,7 +146,8 @@ def test_two_parts_started_together_send_the_whole_schedule_once(stub_server: St
 def test_a_part_that_starts_late_is_reported_and_its_wait_counts_as_latency(stub_server: StartServer) -> None:
     server = stub_server()
     schedule = Schedule.constant(100, 1.0)
-    (part,) = plan_parts(schedule, 1000, lead_s=0.0, clock=lambda: time.time() - 0.4)  # the start was 0.4 s ago
+    planned = time.time() - 0.4
+    part = LoadPart(0, 1, start_at=planned, planned_at=planned)  # the start was 0.4 s ago
 
     outcome = merge_parts([run_part(RequestSpec(server.url, body=b"{}"), schedule, part)])
 

@@ -52,19 +52,22 @@ def parts_needed(schedule: Schedule, max_rate_per_worker: float) -> int:
 class LoadPart:
     """Part `index` of `parts` of one load; every part starts its shard at `start_at` (Unix time, s).
 
+    A load of one part has no one to wait for: its `start_at` is None, it starts when it is ready.
     `planned_at` is the planner's clock when the start was fixed: a part whose own clock reads
     earlier than that when it starts runs behind the planner's clock.
     """
 
     index: int
     parts: int
-    start_at: float
+    start_at: float | None
     planned_at: float
 
     def __post_init__(self) -> None:
         if not 0 <= self.index < self.parts:
             raise ValueError(f"load part index must be in [0, {self.parts}), got {self.index}")
-        if not (math.isfinite(self.start_at) and math.isfinite(self.planned_at)):
+        if self.start_at is None and self.parts > 1:
+            raise ValueError(f"the {self.parts} parts of a split load need a shared start_at")
+        if not (math.isfinite(self.planned_at) and (self.start_at is None or math.isfinite(self.start_at))):
             raise ValueError("a load part's start_at and planned_at must be Unix times in seconds")
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,7 +76,8 @@ class LoadPart:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LoadPart:
         try:
-            return cls(int(data["index"]), int(data["parts"]), float(data["start_at"]), float(data["planned_at"]))
+            start_at = None if data["start_at"] is None else float(data["start_at"])
+            return cls(int(data["index"]), int(data["parts"]), start_at, float(data["planned_at"]))
         except KeyError as exc:
             raise ValueError(f"not a load part: missing field {exc.args[0]!r} in {dict(data)}") from exc
 
@@ -85,12 +89,13 @@ def plan_parts(
     lead_s: float = DEFAULT_START_LEAD_S,
     clock: Callable[[], float] = time.time,
 ) -> list[LoadPart]:
-    """The parts of `schedule`, all starting `lead_s` from now on the wall clock."""
+    """The parts of `schedule`, all starting `lead_s` from now on the wall clock (one part: when ready)."""
     if not (lead_s >= 0 and math.isfinite(lead_s)):
         raise ValueError(f"start lead must be a finite number of seconds >= 0, got {lead_s!r}")
     parts = parts_needed(schedule, max_rate_per_worker)
     now = clock()
-    return [LoadPart(i, parts, now + lead_s, now) for i in range(parts)]
+    start_at = None if parts == 1 else now + lead_s
+    return [LoadPart(i, parts, start_at, now) for i in range(parts)]
 
 
 @dataclass
@@ -147,8 +152,9 @@ def run_part(
     the monotonic clock, like a single-process load.
     """
     wall, mono = time.time(), time.monotonic()
-    start_mono = mono + (part.start_at - wall)
-    late_ms = max(0.0, (wall - part.start_at) * 1e3)
+    start_at = wall if part.start_at is None else part.start_at
+    start_mono = mono + (start_at - wall)
+    late_ms = max(0.0, (wall - start_at) * 1e3)
     result = run_on_best_loop(
         open_loop(
             request,
