@@ -14,6 +14,7 @@ from deployflow.defaults import PROFILING_DEFAULTS_FILE
 from deployflow.loadtest import SLO, LoadResult, RequestSpec, Schedule, evaluate_slo, run_open_loop
 from deployflow.operators.base import MLPlatformOperator, is_refusal, rendered_json
 from deployflow.packages import ModelPackage
+from deployflow.platform.base import MLPlatform
 from deployflow.platform.cleanup import remove_quietly
 from deployflow.platform.contract import DEPLOYMENT_HEADER
 from deployflow.platform.errors import PlatformError
@@ -108,7 +109,9 @@ def stress_target(endpoint_name: str, deployment_name: str | None) -> str:
     return f"{endpoint_name}/{deployment_name}" if deployment_name else endpoint_name
 
 
-def stress_request(platform: Any, endpoint_name: str, deployment_name: str | None, package_path: str) -> RequestSpec:
+def stress_request(
+    platform: MLPlatform, endpoint_name: str, deployment_name: str | None, package_path: str
+) -> RequestSpec:
     """The package's sample request to the endpoint's scoring URI, with its key (and deployment header)."""
     body = ModelPackage.load(package_path).sample_request_body()
     endpoint = platform.get_endpoint(endpoint_name)
