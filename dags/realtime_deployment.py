@@ -12,7 +12,9 @@ endpoint whose URL and keys never change:
 2. **test deployment** (the old "ACI test": a managed online endpoint on Azure ML, a local
    endpoint on the runtime), input/output **smoke tests** through `azureml-model-deployment`;
    its endpoint is torn down whatever happens.
-3. **stress test** on the test pool (the old "test AKS") against the SLO.
+3. **stress test** on the test pool (the old "test AKS") against the SLO; above
+   `stress.max_rate_per_worker` requests/s the load is split into mapped parts (one per worker)
+   that start at one wall-clock moment, and their latency histograms are merged exactly.
 4. **profile**: each candidate configuration (cpu, memory, gpu, workers) on the test pool, its
    highest rate within the SLO, the cheapest plan that serves the target rate. The stress
    endpoint is torn down whatever happens.
@@ -47,10 +49,15 @@ from deployflow.hooks.ml_platform import DRY_RUN_PREFIX
 from deployflow.operators.claim import ClaimEndpointOperator, ReleaseEndpointOperator
 from deployflow.operators.deployment import CreateDeploymentOperator, SmokeTestOperator
 from deployflow.operators.endpoint import CreateOrUpdateEndpointOperator, DeleteEndpointOperator
-from deployflow.operators.load import ProfileOperator, StressTestOperator
+from deployflow.operators.load import ProfileOperator
 from deployflow.operators.model import RegisterModelOperator, ValidateModelPackageOperator
 from deployflow.operators.preflight import PreflightOperator
 from deployflow.operators.rollout import AWAITING_APPROVAL, RollBackRejectedRolloutOperator, RolloutOperator
+from deployflow.operators.stress_split import (
+    PlanLoadSplitOperator,
+    StressTestPartOperator,
+    StressTestVerdictOperator,
+)
 
 SAMPLE_PACKAGE = str(Path(__file__).resolve().parents[1] / "include" / "models" / "diabetes")
 NAME = r"^[a-zA-Z][a-zA-Z0-9-]{1,23}[a-zA-Z0-9]$"  # leaves room for the "-stress" suffix (32 in all)
@@ -270,14 +277,28 @@ with DAG(
         instance_resources="{{ params.stress.resources }}",
         deferrable=True,
     )
-    stress_test = StressTestOperator(
-        task_id="stress_test",
+    # Split over workers above max_rate_per_worker: the parts start together and are merged exactly.
+    stress_plan = PlanLoadSplitOperator(
+        task_id="stress_plan",
+        rate="{{ params.stress.rate }}",
+        duration_s="{{ params.stress.duration_s }}",
+        max_rate_per_worker="{{ params.stress.get('max_rate_per_worker') }}",
+        start_lead_s="{{ params.stress.get('start_lead_s') }}",
+    )
+    stress_load = StressTestPartOperator.partial(
+        task_id="stress_load",
         ml_platform_conn_id=CONN,
         endpoint_name=STRESS_ENDPOINT,
         deployment_name="stress",
         package_path=PACKAGE,
         rate="{{ params.stress.rate }}",
         duration_s="{{ params.stress.duration_s }}",
+    ).expand(part=stress_plan.output)
+    stress_test = StressTestVerdictOperator(
+        task_id="stress_test",
+        parts=stress_load.output,
+        endpoint_name=STRESS_ENDPOINT,
+        deployment_name="stress",
         slo="{{ params.slo }}",
     )
     profile = ProfileOperator(
@@ -350,7 +371,8 @@ with DAG(
     preflight >> validate >> claim_endpoint >> register_model >> create_test_endpoint
     create_test_endpoint >> test_deployment >> smoke_test >> teardown_test_endpoint
     teardown_test_endpoint.as_teardown(setups=create_test_endpoint)
-    smoke_test >> create_stress_endpoint >> stress_deployment >> stress_test >> profile >> teardown_stress_endpoint
+    smoke_test >> create_stress_endpoint >> stress_deployment >> stress_plan >> stress_load >> stress_test
+    stress_test >> profile >> teardown_stress_endpoint
     teardown_stress_endpoint.as_teardown(setups=create_stress_endpoint)
     branch = needs_approval()
     no_approval_needed = EmptyOperator(task_id="no_approval_needed")

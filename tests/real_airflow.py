@@ -5,6 +5,9 @@ a human answering an approval through the REST API, a task process killed and re
 scheduler, and deferred tasks resumed by the triggerer need the real components:
 ``airflow api-server``, ``scheduler`` (LocalExecutor), ``dag-processor`` and ``triggerer``,
 each a subprocess in its own process group, sharing an AIRFLOW_HOME and SQLite database of their own.
+With ``executor="CeleryExecutor"`` and a ``broker_url`` (a Redis the test started), the scheduler
+queues tasks on Celery and ``celery_workers`` ``airflow celery worker`` processes run them, each
+``worker_concurrency`` at a time; a worker's processes see ``REAL_AIRFLOW_WORKER`` set to its name.
 
 Use it once per test module (starting takes ~30 s on two cores)::
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -39,6 +43,8 @@ from deployflow.runtime.serving.replicas import free_port
 REPO = Path(__file__).resolve().parents[1]
 AIRFLOW = Path(sys.executable).with_name("airflow")
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+EXECUTORS = ("LocalExecutor", "CeleryExecutor")
+WORKER_NAME_VARIABLE = "REAL_AIRFLOW_WORKER"
 USERNAME = "admin"
 START_TIMEOUT_S = 120
 # The grace period after SIGTERM. Short: the triggerer alone would wait 10 s for its trigger process.
@@ -58,7 +64,16 @@ class RealAirflow:
     """Airflow's four components on loopback, with a REST client logged in as the admin user."""
 
     def __init__(
-        self, home: Path, dags_folder: Path, *, env: dict[str, str] | None = None, parallelism: int = 4
+        self,
+        home: Path,
+        dags_folder: Path,
+        *,
+        env: dict[str, str] | None = None,
+        parallelism: int = 4,
+        executor: str = "LocalExecutor",
+        broker_url: str | None = None,
+        celery_workers: int = 2,
+        worker_concurrency: int = 1,
     ) -> None:
         self.home = Path(home).resolve()
         self.dags_folder = Path(dags_folder).resolve()
@@ -68,6 +83,16 @@ class RealAirflow:
         self.extra_env = dict(env or {})
         if "AIRFLOW_HOME" in self.extra_env:
             raise AirflowError("env sets AIRFLOW_HOME: the deployment's home is the `home` argument")
+        if executor not in EXECUTORS:
+            raise AirflowError(f"executor {executor!r} is not one of {EXECUTORS}")
+        if executor == "CeleryExecutor" and not broker_url:
+            raise AirflowError("the CeleryExecutor needs broker_url: start a Redis for it (tests/redis_server.py)")
+        if executor == "CeleryExecutor" and not (celery_workers >= 1 and worker_concurrency >= 1):
+            raise AirflowError("the CeleryExecutor needs at least one worker with at least one slot")
+        self.executor = executor
+        self.broker_url = broker_url
+        self.workers = [f"celery-worker-{i + 1}" for i in range(celery_workers)] if executor == "CeleryExecutor" else []
+        self.worker_concurrency = worker_concurrency
         self.processes_by_component: dict[str, subprocess.Popen[bytes]] = {}
         self.sessions: set[int] = set()  # the components' session ids, kept after they exit
         self.client: httpx.Client | None = None
@@ -100,8 +125,11 @@ class RealAirflow:
             raise AirflowError(f"airflow db migrate failed ({migrate.returncode}):\n{migrate.stderr[-4000:]}")
         for component in COMPONENTS:
             self._launch(component)
+        for worker in self.workers:
+            self._launch(worker)
         deadline = time.monotonic() + START_TIMEOUT_S
         self._wait_healthy(deadline)
+        self._wait_workers_ready(deadline)
         self.client = httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {self._token()}"})
         self._wait_parsed(deadline)
 
@@ -161,7 +189,7 @@ class RealAirflow:
     def _config(self) -> str:
         settings = {
             "core": {
-                "executor": "LocalExecutor",
+                "executor": self.executor,
                 "dags_folder": self.dags_folder,
                 "plugins_folder": REPO / "plugins",
                 "load_examples": "False",
@@ -194,6 +222,9 @@ class RealAirflow:
             # A DAG file written or changed after start is parsed within seconds, not minutes.
             "dag_processor": {"refresh_interval": 5, "min_file_process_interval": 10},
         }
+        if self.executor == "CeleryExecutor":
+            # Results in Redis beside the queue: SQLite's one writer stays the scheduler's and the API's.
+            settings["celery"] = {"broker_url": self.broker_url, "result_backend": self.broker_url}
         lines = []
         for section, options in settings.items():
             lines.append(f"[{section}]")
@@ -209,13 +240,21 @@ class RealAirflow:
         return self.home / f"{component}.log"
 
     def _launch(self, component: str) -> None:
-        args = [str(AIRFLOW), component]
+        env = self.environment()
+        if component in self.workers:
+            # No gossip or mingle: the workers need not know each other, and start a few seconds sooner.
+            args = [str(AIRFLOW), "celery", "worker", "--celery-hostname", f"{component}@%h"]
+            args += ["--concurrency", str(self.worker_concurrency), "--without-gossip", "--without-mingle"]
+            args.append("--skip-serve-logs")
+            env[WORKER_NAME_VARIABLE] = component
+        else:
+            args = [str(AIRFLOW), component]
         if component in ("scheduler", "triggerer"):
             args.append("--skip-serve-logs")  # Airflow's log server binds every interface; tasks' logs are local files
         with open(self.log_path(component), "ab") as log:
             process = subprocess.Popen(
                 args,
-                env=self.environment(),
+                env=env,
                 cwd=self.home,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -247,6 +286,16 @@ class RealAirflow:
                 return
             time.sleep(POLL_S)
         raise AirflowError(f"Airflow not healthy within {START_TIMEOUT_S}s; last health: {health}")
+
+    def _wait_workers_ready(self, deadline: float) -> None:
+        """Until every Celery worker says it is ready (it has connected to the broker and will take tasks)."""
+        waiting = list(self.workers)
+        while waiting:
+            self._check_running()
+            waiting = [w for w in waiting if not _says_ready(self.log_path(w), w)]
+            if waiting and time.monotonic() > deadline:
+                raise AirflowError(f"Celery workers {waiting} not ready within {START_TIMEOUT_S}s")
+            time.sleep(POLL_S)
 
     def _token(self) -> str:
         """Log in as a user would: the generated password from the passwords file, POST /auth/token."""
@@ -388,6 +437,15 @@ class RealAirflow:
             os.kill(psutil.Process(pid).ppid(), signal.SIGKILL)
         os.kill(pid, signal.SIGKILL)
         return pid
+
+
+def _says_ready(log: Path, worker: str) -> bool:
+    """Whether the worker's log has Celery's ``<worker>@<host> ready.`` line."""
+    try:
+        text = log.read_text(errors="replace")
+    except FileNotFoundError:
+        return False
+    return re.search(rf"\b{re.escape(worker)}@\S+ ready\.", text) is not None
 
 
 def _passed_on(name: str) -> bool:

@@ -25,11 +25,18 @@ DOCKERFILE = REPO_ROOT / "Dockerfile"
 REQUIREMENTS = REPO_ROOT / "requirements.txt"
 PYPROJECT = REPO_ROOT / "pyproject.toml"
 
-AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
+AIRFLOW_SERVICES = (
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+)
 ONE_SHOT_SERVICES = frozenset({"airflow-init"})
 REQUIRED_SERVICES = frozenset(
-    {*AIRFLOW_SERVICES, *ONE_SHOT_SERVICES, "postgres", "azurite", "deployflow-runtime", "prometheus"}
+    {*AIRFLOW_SERVICES, *ONE_SHOT_SERVICES, "postgres", "redis", "azurite", "deployflow-runtime", "prometheus"}
 )
+REDIS_PORT = 6379
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "[::1]"})
 COMPOSE_VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?::?-(?P<default>[^}]*))?\}")
 URL_HOST = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?P<host>[^/:;?\s\"']+)(?::(?P<port>\d+))?")
@@ -162,12 +169,9 @@ def test_dependencies_name_existing_services_that_can_meet_the_condition(
     assert not problems, problems
 
 
-@pytest.mark.parametrize("name", [*AIRFLOW_SERVICES, *sorted(ONE_SHOT_SERVICES)])
-def test_airflow_uses_local_executor_on_the_postgres_service(services: dict[str, Service], name: str) -> None:
-    env = environment(services[name])
+def assert_is_the_postgres_service(value: str, services: dict[str, Service]) -> None:
     postgres_env = environment(services["postgres"])
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
-    url = make_url(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    url = make_url(value)
     assert url.drivername.startswith("postgresql"), url.drivername
     assert url.host == "postgres"
     assert (url.username, url.password, url.database) == (
@@ -175,6 +179,53 @@ def test_airflow_uses_local_executor_on_the_postgres_service(services: dict[str,
         postgres_env["POSTGRES_PASSWORD"],
         postgres_env["POSTGRES_DB"],
     )
+
+
+@pytest.mark.parametrize("name", [*AIRFLOW_SERVICES, *sorted(ONE_SHOT_SERVICES), "flower"])
+def test_airflow_runs_the_celery_executor_on_redis_and_the_postgres_service(
+    services: dict[str, Service], name: str
+) -> None:
+    env = environment(services[name])
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert_is_the_postgres_service(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], services)
+    backend = env["AIRFLOW__CELERY__RESULT_BACKEND"]
+    assert backend.startswith("db+"), f"Celery's results belong in the metadata database, not {backend}"
+    assert_is_the_postgres_service(backend.removeprefix("db+"), services)
+    broker = make_url(env["AIRFLOW__CELERY__BROKER_URL"])
+    assert (broker.drivername, broker.host, broker.port) == ("redis", "redis", REDIS_PORT), broker
+    assert REDIS_PORT in services["redis"]["expose"], "the broker URL names a port Redis does not expose"
+    assert dependencies(services[name]).get("redis") == "service_healthy"
+
+
+def test_redis_is_the_bsd_licensed_release_answering_ping_and_published_nowhere(services: dict[str, Service]) -> None:
+    redis = services["redis"]
+    assert re.fullmatch(r"redis:7\.[0-2]([.-].*)?", redis["image"]), redis["image"]
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert "ports" not in redis, "the broker carries tasks' commands: it must not be reachable from outside"
+
+
+def test_the_celery_worker_scales_with_docker_compose_up_scale(services: dict[str, Service]) -> None:
+    """`--scale airflow-worker=N` needs no fixed container name and no host port to clash over."""
+    worker = services["airflow-worker"]
+    assert command_args(worker) == ["celery", "worker"]
+    assert "container_name" not in worker and "ports" not in worker, worker.keys()
+    assert "deploy" not in worker or "replicas" not in worker["deploy"], "the replica count belongs to --scale"
+    (kind, check) = worker["healthcheck"]["test"]
+    # Each replica pings its own Celery node, named after its container's host name.
+    assert kind == "CMD-SHELL" and "inspect ping" in check and '-d "celery@$${HOSTNAME}"' in check, check
+    assert "airflow.providers.celery.executors.celery_executor.app" in check
+    assert environment(worker)["DUMB_INIT_SETSID"] == "0", "a worker must get SIGTERM itself (warm shutdown)"
+    assert dependencies(worker).get("airflow-apiserver") == "service_healthy", "tasks report to the api-server"
+
+
+def test_flower_is_opt_in_and_bound_to_loopback(services: dict[str, Service]) -> None:
+    flower = services["flower"]
+    assert flower["profiles"] == ["flower"] and command_args(flower) == ["celery", "flower"]
+    assert flower["ports"] == ["127.0.0.1:5555:5555"]
+
+
+def test_the_celery_provider_the_executor_needs_is_pinned_in_requirements() -> None:
+    assert re.search(r"^apache-airflow-providers-celery==[\d.]+\s*$", REQUIREMENTS.read_text(), re.M)
 
 
 @pytest.mark.parametrize("name", AIRFLOW_SERVICES)

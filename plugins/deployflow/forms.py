@@ -76,6 +76,10 @@ STRESS_SCHEMA: dict[str, Any] = {
         "rate": {"type": "number", "exclusiveMinimum": 0},
         "duration_s": {"type": "number", "exclusiveMinimum": 0},
         "resources": RESOURCES_SCHEMA,
+        # Above this rate the load is split into parts (mapped tasks, one per worker slot) that start together.
+        "max_rate_per_worker": {"type": "number", "exclusiveMinimum": 0},
+        # From the split's plan to the parts' shared start: time for every part to reach a worker.
+        "start_lead_s": {"type": "number", "minimum": 0, "maximum": 600},
     },
     "required": ["rate", "duration_s", "resources"],
     "additionalProperties": False,

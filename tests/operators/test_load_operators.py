@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from airflow.sdk import DAG
 
+from deployflow.loadtest import LatencyHistogram
 from deployflow.local.client import LocalRuntimeClient
 from deployflow.operators.load import ProfileOperator, StressTestOperator
+from deployflow.operators.stress_split import PlanLoadSplitOperator, StressTestPartOperator, StressTestVerdictOperator
 from tests.airflow_support import connected_runtime, run_dag, task_states, xcom
 from tests.runtime.support import SAMPLE_MODEL, deploy
 
@@ -47,6 +49,42 @@ def test_stress_test_passes_a_reachable_slo_and_fails_an_impossible_one(client, 
     report = json.loads(Path(summary["report_path"]).read_text())
     assert report["result"]["ok"] == 80
     assert len(list(tmp_path.rglob("impossible.json"))) == 1  # the failed test still leaves its report
+
+
+def test_a_split_stress_test_merges_its_parts_and_names_the_part_that_started_late(client, tmp_path: Path) -> None:
+    """dag.test() runs mapped tasks one after another: the second part begins after the first has ended."""
+    with DAG("stress_split_local", schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+        schedule = {"rate": 40, "duration_s": 2}
+        plan = PlanLoadSplitOperator(task_id="plan", max_rate_per_worker=25, start_lead_s=1, **schedule)
+        parts = StressTestPartOperator.partial(
+            task_id="part", endpoint_name=ENDPOINT, deployment_name="blue", package_path=str(SAMPLE_MODEL), **schedule
+        ).expand(part=plan.output)
+        StressTestVerdictOperator(
+            task_id="verdict",
+            parts=parts.output,
+            endpoint_name=ENDPOINT,
+            deployment_name="blue",
+            slo={"latency_ms": 10_000, "percentile": 99},
+            report_dir=str(tmp_path),
+        )
+
+    dag_run = run_dag(dag, retries=0)
+
+    assert set(task_states(dag_run).values()) == {"success"}
+    summary = xcom(dag_run, "verdict")
+    assert summary["passed"] and summary["parts"] == 2 and summary["late_parts"] == [1], summary
+    report = json.loads(Path(summary["report_path"]).read_text())
+    late = report["split"]["by_part"][1]
+    assert late["start_late_ms"] >= 1500, late  # it waited for the whole of the first part
+    assert "part 1 of 2" in report["split"]["notes"][0] and "late" in report["split"]["notes"][0]
+    assert report["result"]["ok"] == 80 and report["result"]["workers"] == 2
+    tis = {ti.map_index: ti for ti in dag_run.get_task_instances() if ti.task_id == "part"}
+    added = LatencyHistogram()
+    for index in (0, 1):
+        part = tis[index].xcom_pull(task_ids="part", map_indexes=index)
+        assert part["result"]["ok"] == 40 and "Authorization" not in json.dumps(part)  # no key through XCom
+        added.add(LatencyHistogram.decode(part["result"]["histograms"]["latency"]))
+    assert LatencyHistogram.decode(report["result"]["histograms"]["latency"]) == added
 
 
 def test_profile_recommends_the_cheapest_config_and_leaves_no_deployment(client, tmp_path: Path) -> None:

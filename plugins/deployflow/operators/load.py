@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from functools import cached_property, partial
 from typing import Any
 
-from airflow.sdk import Context
+from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from deployflow.defaults import PROFILING_DEFAULTS_FILE
-from deployflow.loadtest import SLO, RequestSpec, Schedule, evaluate_slo, run_open_loop
+from deployflow.loadtest import SLO, LoadResult, RequestSpec, Schedule, evaluate_slo, run_open_loop
 from deployflow.operators.base import MLPlatformOperator, is_refusal, rendered_json
 from deployflow.packages import ModelPackage
+from deployflow.platform.base import MLPlatform
 from deployflow.platform.cleanup import remove_quietly
 from deployflow.platform.contract import DEPLOYMENT_HEADER
 from deployflow.platform.errors import PlatformError
@@ -24,7 +25,7 @@ from deployflow.ui.links import ProfileChartLink, ProfileReportLink, StressRepor
 DEFAULTS_FILE = PROFILING_DEFAULTS_FILE
 
 
-def _slo(value: Any) -> SLO:
+def parse_slo(value: Any) -> SLO:
     data = rendered_json(value, {})
     try:
         return SLO(**data)
@@ -83,58 +84,92 @@ class StressTestOperator(MLPlatformOperator):
         self.fail_on_breach = fail_on_breach
         self.report_dir = report_dir
 
-    def _schedule(self) -> Schedule:
-        if self.ramp:
-            ramp = rendered_json(self.ramp, {})
-            return Schedule.ramp(
-                float(ramp["start"]), float(ramp["end"]), float(ramp["duration_s"]), int(ramp.get("steps", 10))
-            )
-        return Schedule.constant(float(self.rate), float(self.duration_s))
-
     def execute(self, context: Context) -> dict[str, Any]:
-        slo, schedule = _slo(self.slo), self._schedule()
-        body = ModelPackage.load(self.package_path).sample_request_body()
-        endpoint = self.platform.get_endpoint(self.endpoint_name)
-        headers = {**self.platform.scoring_headers(self.endpoint_name), "Content-Type": "application/json"}
-        if self.deployment_name:
-            headers[DEPLOYMENT_HEADER] = self.deployment_name
-        target = f"{self.endpoint_name}/{self.deployment_name}" if self.deployment_name else self.endpoint_name
+        slo, schedule = parse_slo(self.slo), stress_schedule(self.rate, self.duration_s, self.ramp)
+        request = stress_request(self.platform, self.endpoint_name, self.deployment_name, self.package_path)
+        target = stress_target(self.endpoint_name, self.deployment_name)
         self.log.info("stress test of %s: %s, SLO p%g <= %g ms", target, schedule, slo.percentile, slo.latency_ms)
-        result = run_open_loop(
-            RequestSpec(endpoint.scoring_uri, body=body, headers=headers), schedule, workers=self.workers
+        result = run_open_loop(request, schedule, workers=self.workers)
+        return judge_stress(
+            self, context, result, slo, target, fail_on_breach=self.fail_on_breach, report_dir=self.report_dir
         )
-        verdict = evaluate_slo(slo, result)
-        latency = result.latency.percentiles()
-        summary = {
-            "target": target,
-            "passed": verdict.passed,
-            "reasons": list(verdict.reasons),
-            "requested_rate": round(result.requested_rate, 1),
-            "achieved_rate": round(result.achieved_rate, 1),
-            "success_rate": round(result.success_rate, 5),
-            "p50_ms": latency.p50,
-            "p95_ms": latency.p95,
-            "p99_ms": latency.p99,
-        }
-        run = context["dag_run"].run_id
-        path = report_path(self.report_dir, context["dag"].dag_id, run, self.task_id, suffix=".json")
-        write_json(path, {"summary": summary, "slo": verdict.to_dict(), "result": result.to_dict()})
-        summary["report_path"] = str(path)
-        self.log.info(
-            "stress test of %s %s: %.1f of %.1f requests/s, p99 %.1f ms, success %.3f%% (report %s)",
-            target,
-            "PASSED" if verdict.passed else "FAILED",
-            result.achieved_rate,
-            result.requested_rate,
-            latency.p99 or 0.0,
-            100 * result.success_rate,
-            path,
+
+
+def stress_schedule(rate: Any, duration_s: Any, ramp: Any) -> Schedule:
+    """The arrival schedule: a ``ramp`` ({start, end, duration_s, steps}), else ``rate`` for ``duration_s``."""
+    if ramp:
+        ramp = rendered_json(ramp, {})
+        return Schedule.ramp(
+            float(ramp["start"]), float(ramp["end"]), float(ramp["duration_s"]), int(ramp.get("steps", 10))
         )
-        for note in result.notes():
-            self.log.warning("%s", note)
-        if not verdict.passed and self.fail_on_breach:
-            raise AirflowException(f"stress test of {target} breached its SLO: " + "; ".join(verdict.reasons))
-        return summary
+    return Schedule.constant(float(rate), float(duration_s))
+
+
+def stress_target(endpoint_name: str, deployment_name: str | None) -> str:
+    return f"{endpoint_name}/{deployment_name}" if deployment_name else endpoint_name
+
+
+def stress_request(
+    platform: MLPlatform, endpoint_name: str, deployment_name: str | None, package_path: str
+) -> RequestSpec:
+    """The package's sample request to the endpoint's scoring URI, with its key (and deployment header)."""
+    body = ModelPackage.load(package_path).sample_request_body()
+    endpoint = platform.get_endpoint(endpoint_name)
+    headers = {**platform.scoring_headers(endpoint_name), "Content-Type": "application/json"}
+    if deployment_name:
+        headers[DEPLOYMENT_HEADER] = deployment_name
+    return RequestSpec(endpoint.scoring_uri, body=body, headers=headers)
+
+
+def judge_stress(
+    operator: BaseOperator,
+    context: Context,
+    result: LoadResult,
+    slo: SLO,
+    target: str,
+    *,
+    fail_on_breach: bool,
+    report_dir: str | None,
+    extra: dict[str, Any] | None = None,
+    notes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Judge a stress result against the SLO, write its report, log it; the summary for XCom.
+
+    ``extra`` goes into the report beside the result (a split load's parts), ``notes`` into the log
+    with the result's own. A breach fails the task when ``fail_on_breach``.
+    """
+    verdict = evaluate_slo(slo, result)
+    latency = result.latency.percentiles()
+    summary = {
+        "target": target,
+        "passed": verdict.passed,
+        "reasons": list(verdict.reasons),
+        "requested_rate": round(result.requested_rate, 1),
+        "achieved_rate": round(result.achieved_rate, 1),
+        "success_rate": round(result.success_rate, 5),
+        "p50_ms": latency.p50,
+        "p95_ms": latency.p95,
+        "p99_ms": latency.p99,
+    }
+    run = context["dag_run"].run_id
+    path = report_path(report_dir, context["dag"].dag_id, run, operator.task_id, suffix=".json")
+    write_json(path, {"summary": summary, "slo": verdict.to_dict(), "result": result.to_dict(), **(extra or {})})
+    summary["report_path"] = str(path)
+    operator.log.info(
+        "stress test of %s %s: %.1f of %.1f requests/s, p99 %.1f ms, success %.3f%% (report %s)",
+        target,
+        "PASSED" if verdict.passed else "FAILED",
+        result.achieved_rate,
+        result.requested_rate,
+        latency.p99 or 0.0,
+        100 * result.success_rate,
+        path,
+    )
+    for note in [*result.notes(), *notes]:
+        operator.log.warning("%s", note)
+    if not verdict.passed and fail_on_breach:
+        raise AirflowException(f"stress test of {target} breached its SLO: " + "; ".join(verdict.reasons))
+    return summary
 
 
 class ProfileOperator(MLPlatformOperator):
@@ -211,7 +246,7 @@ class ProfileOperator(MLPlatformOperator):
             prices = PriceTable.from_dict(self._value("prices"))
             settings = ProfileSettings(**rendered_json(self.settings, {}))
             slo, target, headroom = (
-                _slo(self._value("slo")),
+                parse_slo(self._value("slo")),
                 float(self._value("target_rate")),
                 float(self._value("headroom")),
             )
