@@ -72,7 +72,7 @@ def build_endpoint(spec: EndpointSpec) -> OnlineEndpoint:
 
 
 def build_deployment(
-    spec: DeploymentSpec, *, package_path: Path, conda: dict[str, Any] | None, kubernetes: bool
+    spec: DeploymentSpec, *, code_path: Path, conda: dict[str, Any] | None, kubernetes: bool
 ) -> OnlineDeployment:
     """The SDK entity for a deployment spec, on the kind of endpoint it goes behind. With no conda
     environment (an MLflow model), neither code nor environment is sent: Azure ML's no-code MLflow
@@ -91,7 +91,7 @@ def build_deployment(
         "instance_count": spec.instance_count,
     }
     if conda is not None:
-        common["code_configuration"] = CodeConfiguration(code=str(package_path), scoring_script=SCORING_SCRIPT)
+        common["code_configuration"] = CodeConfiguration(code=str(code_path), scoring_script=SCORING_SCRIPT)
         common["environment"] = Environment(image=BASE_IMAGE, conda_file=conda)
     if kubernetes:
         # without scale settings the service autoscales Kubernetes deployments (TargetUtilization):
