@@ -4,6 +4,7 @@ against Azure ML's REST specification (see transport.py): what Azure would recei
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -364,3 +365,34 @@ def test_a_completed_job_with_no_reports_has_no_failed_files(azure_platform, fak
     assert (done.status, done.failed_files, done.file_errors) == ("Completed", (), {})
     assert done.summary == {"failed": 0, "skipped": 0}
     assert_all_accepted(fake_azure)
+
+
+def test_an_aml_token_is_kept_until_its_refresh_time_then_asked_for_again(azure_platform, fake_azure, aks) -> None:
+    azure_platform.create_or_update_endpoint(EndpointSpec("ep-prod", compute=aks, auth_mode="aml_token"), timeout_s=30)
+
+    first, until = azure_platform.scoring_headers_until("ep-prod")
+    again, _ = azure_platform.scoring_headers_until("ep-prod")
+
+    assert first == again and first["Authorization"].startswith("Bearer aml-token-")
+    assert len(fake_azure.requests_to("POST", r"/onlineEndpoints/ep-prod/token$")) == 1, "a fresh token is reused"
+    assert until is not None and time.time() < until <= time.time() + fake_azure.token_lifetime_s / 2 + 1
+
+    fake_azure.token_lifetime_s = 0  # the next token is due for refresh as soon as it is given
+    azure_platform._tokens.clear()
+    due, until_due = azure_platform.scoring_headers_until("ep-prod")
+    fresh, _ = azure_platform.scoring_headers_until("ep-prod")
+
+    assert due != fresh, "a token past its refresh time is replaced before it is used again"
+    assert until_due is not None and until_due <= time.time()
+    assert len(fake_azure.requests_to("POST", r"/onlineEndpoints/ep-prod/token$")) == 3
+    assert_all_accepted(fake_azure)
+
+
+def test_key_endpoints_are_read_every_time_so_a_regenerated_key_is_used_at_once(azure_platform, fake_azure) -> None:
+    azure_platform.create_or_update_endpoint(EndpointSpec("ep-test"), timeout_s=30)
+
+    headers, until = azure_platform.scoring_headers_until("ep-test")
+    azure_platform.scoring_headers_until("ep-test")
+
+    assert until is None and headers["Authorization"].startswith("Bearer pk-")
+    assert len(fake_azure.requests_to("POST", r"/onlineEndpoints/ep-test/listKeys$")) == 2

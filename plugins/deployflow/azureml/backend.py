@@ -104,6 +104,8 @@ class AzureMLPlatform(MLPlatform):
         self.retry = retry or RetryPolicy()
         # deployment operations started here, so a failure can be told with the service's own reason
         self._deployment_operations: dict[tuple[str, str], LROPoller[Any]] = {}
+        # aml_tokens by endpoint until their refresh time (_scoring_keys)
+        self._tokens: dict[str, EndpointKeys] = {}
 
     @classmethod
     def from_workspace(
@@ -484,8 +486,29 @@ class AzureMLPlatform(MLPlatform):
 
     # data plane
     def scoring_headers(self, endpoint: str) -> dict[str, str]:
-        key = self.get_keys(endpoint).primary_key
+        key = self._scoring_keys(endpoint).primary_key
         return {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    def scoring_headers_until(self, endpoint: str) -> tuple[dict[str, str], float | None]:
+        headers = self.scoring_headers(endpoint)
+        token = self._tokens.get(endpoint)
+        return headers, (token.refresh_at if token is not None else None)
+
+    def _scoring_keys(self, endpoint: str) -> EndpointKeys:
+        """The endpoint's keys; an aml_token is kept until its refresh time, then asked for again, so
+        a long load can ask before every slice without a management call each time. Plain keys are
+        read every time (a regenerated key takes effect at once)."""
+        token = self._tokens.get(endpoint)
+        if token is not None and token.refresh_at is not None and time.time() < token.refresh_at:
+            return token
+        keys = self.get_keys(endpoint)
+        if keys.refresh_at is not None:
+            self._tokens[endpoint] = keys
+            log.info("endpoint %s: a new aml_token, good until %s", endpoint,
+                     time.strftime("%H:%M:%S", time.gmtime(keys.refresh_at)))  # fmt: skip
+        else:
+            self._tokens.pop(endpoint, None)
+        return keys
 
     def invoke(
         self,

@@ -185,6 +185,8 @@ class SimulatedWorkspace(HttpTransport):
         self.blob_container = "azureml-blobstore-0f1e2d3c"
         self.state = Workspace()
         self.polls = polls
+        # how long an aml_token lasts; the service says to refresh it halfway
+        self.token_lifetime_s = 3600
         self.schema = schema or SpecSchema.load()
         self.sent: list[Sent] = []
         self.refused: list[tuple[Sent, list[str]]] = []
@@ -316,8 +318,8 @@ class SimulatedWorkspace(HttpTransport):
                 {
                     "accessToken": "aml-token-" + uuid.uuid4().hex,
                     "tokenType": "Bearer",
-                    "expiryTimeUtc": int(time.time()) + 3600,
-                    "refreshAfterTimeUtc": int(time.time()) + 1800,
+                    "expiryTimeUtc": int(time.time()) + self.token_lifetime_s,
+                    "refreshAfterTimeUtc": int(time.time()) + self.token_lifetime_s // 2,
                 },
             )
         if sent.method == "POST" and tail == "getLogs":

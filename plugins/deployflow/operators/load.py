@@ -11,7 +11,7 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from deployflow.defaults import PROFILING_DEFAULTS_FILE
-from deployflow.loadtest import SLO, RequestSpec, Schedule, evaluate_slo, run_open_loop
+from deployflow.loadtest import SLO, RequestSpec, Schedule, evaluate_slo, run_open_loop_refreshing
 from deployflow.operators.base import MLPlatformOperator, is_refusal, rendered_json
 from deployflow.packages import ModelPackage
 from deployflow.platform.cleanup import remove_quietly
@@ -95,14 +95,18 @@ class StressTestOperator(MLPlatformOperator):
         slo, schedule = _slo(self.slo), self._schedule()
         body = ModelPackage.load(self.package_path).sample_request_body()
         endpoint = self.platform.get_endpoint(self.endpoint_name)
-        headers = {**self.platform.scoring_headers(self.endpoint_name), "Content-Type": "application/json"}
-        if self.deployment_name:
-            headers[DEPLOYMENT_HEADER] = self.deployment_name
+
+        def request() -> tuple[RequestSpec, float | None]:
+            # asked again before each slice of a load that outlasts the key (an aml_token expires)
+            auth, until = self.platform.scoring_headers_until(self.endpoint_name)
+            headers = {**auth, "Content-Type": "application/json"}
+            if self.deployment_name:
+                headers[DEPLOYMENT_HEADER] = self.deployment_name
+            return RequestSpec(endpoint.scoring_uri, body=body, headers=headers), until
+
         target = f"{self.endpoint_name}/{self.deployment_name}" if self.deployment_name else self.endpoint_name
         self.log.info("stress test of %s: %s, SLO p%g <= %g ms", target, schedule, slo.percentile, slo.latency_ms)
-        result = run_open_loop(
-            RequestSpec(endpoint.scoring_uri, body=body, headers=headers), schedule, workers=self.workers
-        )
+        result = run_open_loop_refreshing(request, schedule, workers=self.workers)
         verdict = evaluate_slo(slo, result)
         latency = result.latency.percentiles()
         summary = {
