@@ -68,7 +68,7 @@ def init() -> None:
         module.init()
 
 
-def run(mini_batch: list[str]) -> list:
+def run(mini_batch: list[str]) -> object:
     """The script's rows for the mini-batch; a file that fails on its data alone is recorded, not raised,
     and an empty (0-byte) file is recorded as skipped without being handed to the script."""
     assert _script is not None, "init() was not called"
@@ -81,18 +81,27 @@ def run(mini_batch: list[str]) -> list:
     if not files:
         return []
     try:
-        return list(_script.run(files))
+        return _script.run(files)  # a list or a pandas DataFrame, handed to the step as the script gave it
     except DATA_ERRORS:
         if len(files) == 1:
             _record(files[0], sys.exc_info()[1])
             return []
-    rows: list = []
+    parts = []
     for path in files:
         try:
-            rows.extend(_script.run([path]))
+            parts.append(_script.run([path]))
         except DATA_ERRORS as error:
             _record(path, error)
-    return rows
+    return _joined(parts)
+
+
+def _joined(parts: list) -> object:
+    """The files' results as one, of the kind the script returns: a list, or a DataFrame."""
+    if all(isinstance(part, (list, tuple)) for part in parts):
+        return [row for part in parts for row in part]
+    import pandas  # a script that returns DataFrames has pandas
+
+    return pandas.concat([part if isinstance(part, pandas.DataFrame) else pandas.DataFrame(part) for part in parts])
 
 
 def relative_name(path: str) -> str:
