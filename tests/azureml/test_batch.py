@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from azure.ai.ml import load_compute
 from azure.ai.ml.entities import AmlCompute, KubernetesCompute, PipelineJob
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from deployflow.azureml.batch import OUTPUT_TAG, job_status
+from deployflow.azureml.batch import ENTRY_SCRIPT, FAILURES_TAG, OUTPUT_TAG, THRESHOLD_TAG, job_status
 from deployflow.azureml.conda import PARALLEL_RUNTIME
 from deployflow.azureml.entities import BASE_IMAGE
 from deployflow.platform import ModelRef, PlatformError
@@ -51,28 +52,38 @@ def batch_package(package: Path) -> Path:
     return package
 
 
-def submitted_job(ml_client) -> PipelineJob:
-    (job,), kwargs = ml_client.jobs.create_or_update.call_args
-    assert kwargs == {"experiment_name": "nightly-scoring"}
-    assert isinstance(job, PipelineJob)
-    return job
+class Submission:
+    """What the backend handed to ``jobs.create_or_update``, checked while the call lasts: the staged
+    code folder it points at is removed once the SDK has uploaded it."""
+
+    def __init__(self, ml_client, answer) -> None:
+        self.job: PipelineJob | None = None
+        self.code_files: list[str] = []
+        ml_client.jobs.create_or_update.side_effect = lambda job, **kwargs: self._take(job, kwargs, answer)
+
+    def _take(self, job, kwargs, answer):
+        assert kwargs == {"experiment_name": "nightly-scoring"}
+        assert isinstance(job, PipelineJob)
+        reload_pipeline_job(job)
+        code = Path(job._to_rest_object().as_dict()["properties"]["jobs"]["score"]["task"]["code"])
+        self.code_files = sorted(p.relative_to(code).as_posix() for p in code.rglob("*") if p.is_file())
+        self.job = job
+        return answer
 
 
 def test_submit_sends_one_parallel_step_the_service_accepts(platform, ml_client, batch_package) -> None:
-    ml_client.jobs.create_or_update.return_value = service_job(tags={OUTPUT_TAG: OUTPUT})
+    submission = Submission(ml_client, service_job(tags={OUTPUT_TAG: OUTPUT}))
 
     state = platform.submit_batch_job(batch_spec(batch_package), storage_connection_string="UseDevelopmentStorage=1")
 
     assert (state.job_id, state.status, state.output_uri, state.done) == ("sharp_lime_9x2k", "Queued", OUTPUT, False)
-    job = submitted_job(ml_client)
-    reload_pipeline_job(job)
+    job = submission.job
     sent = job._to_rest_object().as_dict()["properties"]
     assert sent["settings"] == {"default_compute": "cpu-cluster", "force_rerun": True, "_source": "CLASS"}
-    assert (sent["experimentName"], sent["displayName"], sent["tags"]) == (
-        "nightly-scoring",
-        "nightly-scoring",
-        {OUTPUT_TAG: OUTPUT},
-    )
+    assert (sent["experimentName"], sent["displayName"]) == ("nightly-scoring", "nightly-scoring")
+    failures = sent["tags"].pop(FAILURES_TAG)
+    assert re.fullmatch(rf"{OUTPUT}/_failed_files/[0-9a-f]{{32}}", failures), failures
+    assert sent["tags"] == {OUTPUT_TAG: OUTPUT, THRESHOLD_TAG: "10"}
     step = sent["jobs"]["score"]
     assert step["type"] == "parallel"
     assert step["inputs"] == {
@@ -84,7 +95,8 @@ def test_submit_sends_one_parallel_step_the_service_accepts(platform, ml_client,
             "uri": f"{OUTPUT}/predictions.csv",
             "mode": "ReadWriteMount",
             "job_output_type": "uri_file",
-        }
+        },
+        "failed_files": {"uri": failures, "mode": "ReadWriteMount", "job_output_type": "uri_folder"},
     }
     assert step["input_data"] == "${{inputs.job_data_path}}"
     assert (step["mini_batch_size"], step["error_threshold"], step["logging_level"]) == (5, 10, "INFO")
@@ -93,8 +105,14 @@ def test_submit_sends_one_parallel_step_the_service_accepts(platform, ml_client,
     assert step["max_concurrency_per_instance"] == 4
     assert step["environment_variables"] == {"LOG_LEVEL": "debug", "DEPLOYFLOW_MODEL": "diabetes:3"}
     task = step["task"]
-    assert (task["type"], task["code"], task["entry_script"]) == ("run_function", str(batch_package), "batch_score.py")
-    assert task["program_arguments"] == "--model_dir ${{inputs.model}}"
+    assert (task["type"], task["entry_script"]) == ("run_function", ENTRY_SCRIPT)
+    assert task["program_arguments"] == (
+        "--model_dir ${{inputs.model}} --deployflow_script batch_score.py "
+        "--deployflow_failed ${{outputs.failed_files}} --deployflow_input ${{inputs.job_data_path}}"
+    )
+    # the package's code and deployflow's entry script, not the model's files (they are the model input)
+    assert Path(task["code"]).name == batch_package.name
+    assert submission.code_files == ["batch_score.py", ENTRY_SCRIPT, "requirements.txt", "score.py"]
     assert task["append_row_to"] == "${{outputs.job_output_file}}"
     assert task["environment"]["image"] == BASE_IMAGE
     pip = task["environment"]["conda_file"]["dependencies"][-1]["pip"]
@@ -107,13 +125,11 @@ def test_submit_sends_one_parallel_step_the_service_accepts(platform, ml_client,
 def test_a_local_folder_is_uploaded_by_the_sdk(platform, ml_client, batch_package, tmp_path) -> None:
     folder = tmp_path / "incoming"
     folder.mkdir()
-    ml_client.jobs.create_or_update.return_value = service_job()
+    submission = Submission(ml_client, service_job())
 
     platform.submit_batch_job(batch_spec(batch_package, input=BatchInput(uri=f"file://{folder}")))
 
-    job = submitted_job(ml_client)
-    reload_pipeline_job(job)
-    data = job._to_rest_object().as_dict()["properties"]["jobs"]["score"]["inputs"]["job_data_path"]
+    data = submission.job._to_rest_object().as_dict()["properties"]["jobs"]["score"]["inputs"]["job_data_path"]
     assert data == {"uri": str(folder), "mode": "ReadOnlyMount", "job_input_type": "uri_folder"}
 
 

@@ -4,6 +4,7 @@ against Azure ML's REST specification (see transport.py): what Azure would recei
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 
 from deployflow.azureml import attach_shared_aks
 from deployflow.azureml.aks import instance_type_manifest
+from deployflow.azureml.batch import ENTRY_SCRIPT, ENTRY_SOURCE, FAILURES_TAG
 from deployflow.azureml.conda import PARALLEL_RUNTIME
 from deployflow.platform import (
     DeploymentSpec,
@@ -273,3 +275,124 @@ def test_batch_cluster_and_parallel_job(azure_platform, fake_azure, registered, 
     assert state.status == "NotStarted"
     assert cancelled.status in ("CancelRequested", "Canceled")
     assert_all_accepted(fake_azure)
+
+
+def test_a_deployment_uploads_the_model_once_and_its_code_without_it(
+    azure_platform, fake_azure, registered, package
+) -> None:
+    azure_platform.create_or_update_endpoint(EndpointSpec("ep-test"), timeout_s=30)
+    azure_platform.begin_create_or_update_deployment(deployment(package, "ep-test"))
+
+    weights = [name for name in fake_azure.state.blobs if name.endswith("model.joblib")]
+    assert len(weights) == 1, f"the model's files went up more than once: {weights}"
+    code = sorted(name.split("/diabetes/", 1)[1] for name in fake_azure.state.blobs if "/diabetes/" in name)
+    assert code == ["requirements.txt", "score.py"]
+    assert_all_accepted(fake_azure)
+
+
+OUTPUT_URI = "azureml://datastores/workspaceblobstore/paths/scores/diabetes/2026-11-01"
+
+
+def batch_job(package: Path, **overrides) -> BatchJobSpec:
+    (package / "batch_score.py").write_text("def init():\n    pass\n\n\ndef run(mini_batch):\n    return mini_batch\n")
+    values = {
+        "name": "nightly-scoring", "model": ModelRef("diabetes", "3"), "package_path": str(package),
+        "scoring_script": "batch_score.py", "compute": "cpu-cluster", "output_uri": OUTPUT_URI,
+        "input": BatchInput(uri="wasbs://incoming@acct.blob.core.windows.net/diabetes/2026-11-01"),
+    }  # fmt: skip
+    return BatchJobSpec(**{**values, **overrides})
+
+
+def complete_with_reports(
+    fake: FakeAzureML, job_id: str, reports: dict[str, str], skipped: dict[str, str] | None = None
+) -> None:
+    """What the cluster leaves behind: the entry script's reports under the job's failures folder, then Completed."""
+    job = fake.resource(f"jobs/{job_id}")
+    failures = job["properties"]["tags"][FAILURES_TAG]
+    prefix = failures.split("/paths/", 1)[1]
+    for name, error in reports.items():
+        report = {"file": name, "error": error, "traceback": "Traceback ..."}
+        fake.state.blobs[f"{fake.blob_container}/{prefix}/{name}.error.json"] = json.dumps(report).encode()
+    for name, reason in (skipped or {}).items():
+        report = {"file": name, "reason": reason}
+        fake.state.blobs[f"{fake.blob_container}/{prefix}/{name}.skipped.json"] = json.dumps(report).encode()
+    job["properties"]["status"] = "Completed"
+
+
+def test_a_completed_parallel_job_reports_the_files_its_entry_script_recorded(
+    azure_platform, fake_azure, registered, package
+) -> None:
+    state = azure_platform.submit_batch_job(batch_job(package, error_threshold=5))
+    reports = {"2026-11-01/bad.csv": "ValueError: bad.csv row 3 holds a value that is not a number",
+               "empty-ish.csv": "ValueError: empty-ish.csv row 0 has 2 values; expected 10"}  # fmt: skip
+    complete_with_reports(fake_azure, state.job_id, reports, skipped={"zero.csv": "empty file (0 bytes)"})
+
+    done = azure_platform.get_batch_job(state.job_id)
+
+    assert (done.status, done.retryable) == ("Completed", True)
+    assert done.failed_files == ("2026-11-01/bad.csv", "empty-ish.csv")
+    assert done.file_errors == reports and done.summary == {"failed": 2, "skipped": 1}
+    assert done.skipped_files == {"zero.csv": "empty file (0 bytes)"}
+    (job,) = put_bodies(fake_azure, r"/jobs/[^/]+$")
+    step = job["properties"]["jobs"]["score"]
+    assert step["task"]["entry_script"] == ENTRY_SCRIPT
+    assert step["outputs"]["failed_files"]["uri"].startswith(f"{OUTPUT_URI}/_failed_files/")
+    entry = [name for name in fake_azure.state.blobs if name.endswith(f"/{ENTRY_SCRIPT}")]
+    assert len(entry) == 1 and fake_azure.state.blobs[entry[0]] == ENTRY_SOURCE.read_bytes()
+    assert not [name for name in fake_azure.state.blobs if name.endswith("model.joblib") and "/diabetes/" in name]
+    assert_all_accepted(fake_azure)
+
+
+def test_more_recorded_files_than_the_error_threshold_fail_the_job_for_good(
+    azure_platform, fake_azure, registered, package
+) -> None:
+    state = azure_platform.submit_batch_job(batch_job(package, error_threshold=1))
+    complete_with_reports(fake_azure, state.job_id, {"a.csv": "ValueError: a", "b.csv": "ValueError: b"})
+
+    done = azure_platform.get_batch_job(state.job_id)
+
+    assert (done.status, done.retryable) == ("Failed", False)
+    assert "2 file(s) failed on their data, more than error_threshold=1; first: a.csv: ValueError: a" in done.error
+    assert done.failed_files == ("a.csv", "b.csv")
+
+
+def test_a_completed_job_with_no_reports_has_no_failed_files(azure_platform, fake_azure, registered, package) -> None:
+    state = azure_platform.submit_batch_job(batch_job(package, error_threshold=0))
+    complete_with_reports(fake_azure, state.job_id, {})
+
+    done = azure_platform.get_batch_job(state.job_id)
+
+    assert (done.status, done.failed_files, done.file_errors) == ("Completed", (), {})
+    assert done.summary == {"failed": 0, "skipped": 0}
+    assert_all_accepted(fake_azure)
+
+
+def test_an_aml_token_is_kept_until_its_refresh_time_then_asked_for_again(azure_platform, fake_azure, aks) -> None:
+    azure_platform.create_or_update_endpoint(EndpointSpec("ep-prod", compute=aks, auth_mode="aml_token"), timeout_s=30)
+
+    first, until = azure_platform.scoring_headers_until("ep-prod")
+    again, _ = azure_platform.scoring_headers_until("ep-prod")
+
+    assert first == again and first["Authorization"].startswith("Bearer aml-token-")
+    assert len(fake_azure.requests_to("POST", r"/onlineEndpoints/ep-prod/token$")) == 1, "a fresh token is reused"
+    assert until is not None and time.time() < until <= time.time() + fake_azure.token_lifetime_s / 2 + 1
+
+    fake_azure.token_lifetime_s = 0  # the next token is due for refresh as soon as it is given
+    azure_platform._tokens.clear()
+    due, until_due = azure_platform.scoring_headers_until("ep-prod")
+    fresh, _ = azure_platform.scoring_headers_until("ep-prod")
+
+    assert due != fresh, "a token past its refresh time is replaced before it is used again"
+    assert until_due is not None and until_due <= time.time()
+    assert len(fake_azure.requests_to("POST", r"/onlineEndpoints/ep-prod/token$")) == 3
+    assert_all_accepted(fake_azure)
+
+
+def test_key_endpoints_are_read_every_time_so_a_regenerated_key_is_used_at_once(azure_platform, fake_azure) -> None:
+    azure_platform.create_or_update_endpoint(EndpointSpec("ep-test"), timeout_s=30)
+
+    headers, until = azure_platform.scoring_headers_until("ep-test")
+    azure_platform.scoring_headers_until("ep-test")
+
+    assert until is None and headers["Authorization"].startswith("Bearer pk-")
+    assert len(fake_azure.requests_to("POST", r"/onlineEndpoints/ep-test/listKeys$")) == 2

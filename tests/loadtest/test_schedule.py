@@ -61,3 +61,17 @@ def test_shards_interleave_and_together_are_exactly_the_schedule(shards: int) ->
 def test_invalid_schedules_are_refused(build) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError):
         build()
+
+
+def test_split_at_keeps_the_rates_and_the_time() -> None:
+    ramp = Schedule.ramp(10, 30, 3.0, steps=3)  # 10, 20, 30 requests/s, one second each
+
+    first, rest = ramp.split_at(1.5)
+
+    assert [(s.rate, s.duration_s) for s in first.steps] == [(10, 1.0), (20, 0.5)]
+    assert rest is not None and [(s.rate, s.duration_s) for s in rest.steps] == [(20, 0.5), (30, 1.0)]
+    assert first.total_requests + rest.total_requests == ramp.total_requests == 60
+    assert ramp.split_at(1.0)[0].steps == ramp.steps[:1] and ramp.split_at(1.0)[1].steps == ramp.steps[1:]
+    assert ramp.split_at(3.0) == (ramp, None) and ramp.split_at(10) == (ramp, None)
+    with pytest.raises(ValueError, match="positive time"):
+        ramp.split_at(0)

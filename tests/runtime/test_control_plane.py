@@ -90,3 +90,51 @@ def test_an_authenticated_request_under_the_cap_still_works(runtime: RuntimeProc
 
     assert status == 200 and answer["name"] == "small" and answer["description"] == "small"
     assert exchange(runtime, "GET /health HTTP/1.1\nHost: x\n")[:2] == (200, {"status": "ok"})
+
+
+def authenticated(runtime: RuntimeProcess, method: str, path: str, body: bytes) -> tuple[int, dict]:
+    head = (f"{method} {path} HTTP/1.1\nHost: x\nAuthorization: Bearer {token(runtime)}\n"
+            f"Content-Type: application/json\nContent-Length: {len(body)}\n")  # fmt: skip
+    status, answer, _ = exchange(runtime, head, body)
+    return status, answer
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "named"),
+    [
+        ("PUT", "/endpoints/shape/deployments/blue", b'{"model": "m:1", "instance_count": 99, "colour": "red"}',
+         ["body.instance_count: Input should be less than or equal to 16", "body.colour: Extra inputs"]),
+        ("PUT", "/endpoints/shape/deployments/blue", b'{"instance_count": 1}', ["body.model: Field required"]),
+        ("POST", "/endpoints/shape/regenerate-keys", b'{"key_type": "tertiary"}', ["body.key_type"]),
+        ("PUT", "/endpoints/-shape", b"{}", ["path.name: String should match pattern"]),
+        ("PUT", "/endpoints/shape", b'{"traffic": {"blue": "most"}}', ["body.traffic.blue"]),
+        ("POST", "/models", b'{"name": "m", "path": ', ["body is not valid JSON", "at character"]),
+    ],
+)  # fmt: skip
+def test_a_body_that_fails_validation_is_422_in_the_apis_error_shape_naming_the_field(
+    runtime: RuntimeProcess, method: str, path: str, body: bytes, named: list[str]
+) -> None:
+    status, answer = authenticated(runtime, method, path, body)
+
+    assert status == 422, answer
+    assert list(answer) == ["error"] and answer["error"]["code"] == "InvalidRequest", answer
+    for words in named:
+        assert words in answer["error"]["message"], answer
+
+
+def test_a_validation_error_does_not_echo_the_value_sent(runtime: RuntimeProcess) -> None:
+    secret = "AccountKey=do-not-echo-me"
+    body = json.dumps({"name": "m", "path": 7, "x": secret}).encode()
+    status, answer = authenticated(runtime, "POST", "/models", body)
+
+    assert status == 422 and "body.x" in answer["error"]["message"]
+    assert secret not in json.dumps(answer)
+
+
+def test_the_api_description_documents_422_in_the_error_shape(runtime: RuntimeProcess) -> None:
+    status, schema, _ = exchange(runtime, "GET /openapi.json HTTP/1.1\nHost: x\n")
+
+    assert status == 200
+    answer = schema["paths"]["/endpoints/{name}/deployments/{deployment}"]["put"]["responses"]["422"]
+    assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorAnswer"}
+    assert "HTTPValidationError" not in schema["components"]["schemas"]

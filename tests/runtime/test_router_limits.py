@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from deployflow.runtime.config import RouterLimits
 from tests.runtime.support import (
     SAMPLE_MODEL,
     RawAnswer,
@@ -27,6 +28,7 @@ from tests.runtime.support import (
 pytestmark = pytest.mark.slow
 
 READ_TIMEOUT_S, IDLE_TIMEOUT_S, MAX_CONNECTIONS = 2.0, 3.0, 8
+MAX_JSON_DEPTH = RouterLimits().max_json_depth
 # The sweep looks every quarter of the shorter timeout: allow that, and a loaded machine.
 SLACK_S = 2.0
 ENDPOINT = "limits"
@@ -200,6 +202,68 @@ def test_a_connection_over_the_limit_gets_503_and_a_freed_one_is_taken(served: t
             sock.close()
 
 
+def deep_request(key: str, body: bytes, content_type: str = "application/json") -> bytes:
+    head = (f"POST /endpoints/{ENDPOINT}/score HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n").encode()  # fmt: skip
+    return head + body
+
+
+def answers_given(runtime: RuntimeProcess) -> int:
+    with runtime.client() as client:
+        return client.get_deployment(ENDPOINT, "blue")["requests"]
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8", ""])
+def test_a_json_body_nested_100000_deep_is_400_before_it_reaches_the_model(
+    served: tuple[RuntimeProcess, str], content_type: str
+) -> None:
+    runtime, key = served
+    before = answers_given(runtime)
+    request = deep_request(key, b"[" * 100_000)
+    if not content_type:  # no Content-Type at all: scanned as JSON
+        request = request.replace(b"Content-Type: \r\n", b"")
+    with connect(runtime) as sock:
+        sock.sendall(request)
+        answer = read_answer(sock)
+
+    assert answer is not None and (answer.status, answer.headers["content-type"]) == (400, "application/json")
+    error = answer.json()["error"]
+    assert error["code"] == "JsonTooDeep" and "100000 levels" in error["message"], error
+    assert f"at most {MAX_JSON_DEPTH} (--max-json-depth)" in error["message"]
+    assert answers_given(runtime) == before, "the body reached the deployment"
+
+
+def test_a_body_nested_as_deep_as_the_limit_and_brackets_inside_strings_pass_the_router(
+    served: tuple[RuntimeProcess, str],
+) -> None:
+    """What the router lets through is score.py's to judge: here a 400 from the sample model, saying why."""
+    runtime, key = served
+    at_limit = b'{"data": ' + b"[" * (MAX_JSON_DEPTH - 1) + b"]" * (MAX_JSON_DEPTH - 1) + b"}"
+    in_strings = json.dumps({"data": [["[" * 5000 + "{" * 5000] * 10]}).encode()
+    for body in (at_limit, in_strings):
+        before = answers_given(runtime)
+        with connect(runtime) as sock:
+            sock.sendall(deep_request(key, body))
+            answer = read_answer(sock)
+        assert answer is not None and answer.status == 400, answer
+        assert answer.json()["error"]["code"] == "BadRequest" and "row 0" in answer.json()["error"]["message"]
+        assert answers_given(runtime) == before + 1, "the model did not answer it"
+
+
+def test_a_deep_body_the_router_does_not_scan_gets_a_400_from_the_sample_model_not_a_500(
+    served: tuple[RuntimeProcess, str],
+) -> None:
+    """Not declared JSON (text/plain), it reaches score.py, whose parser runs out of recursion: bad input, a 400."""
+    runtime, key = served
+    with connect(runtime) as sock:
+        sock.sendall(deep_request(key, b"[" * 100_000, content_type="text/plain"))
+        answer = read_answer(sock)
+
+    assert answer is not None and answer.status == 400, answer
+    assert answer.headers["azureml-model-deployment"] == "blue", "the router answered, not the model"
+    assert "nests too deeply" in answer.json()["error"]["message"], answer.body
+
+
 def test_the_runtime_still_serves_after_the_refusals(served: tuple[RuntimeProcess, str]) -> None:
     runtime, key = served
     time.sleep(0.2)
@@ -214,7 +278,9 @@ def test_the_runtime_still_serves_after_the_refusals(served: tuple[RuntimeProces
 def test_the_limits_are_runtime_options() -> None:
     from deployflow.runtime.__main__ import parse_args
 
-    config = parse_args(["--data-dir", str(Path("/tmp")), "--max-headers", "50", "--read-timeout-s", "5"])
-    assert (config.router_limits.max_headers, config.router_limits.read_timeout_s) == (50, 5.0)
+    config = parse_args(["--data-dir", str(Path("/tmp")), "--max-headers", "50", "--read-timeout-s", "5",
+                         "--max-json-depth", "64"])  # fmt: skip
+    limits = config.router_limits
+    assert (limits.max_headers, limits.read_timeout_s, limits.max_json_depth) == (50, 5.0, 64)
     with pytest.raises(SystemExit):
         parse_args(["--data-dir", "/tmp", "--idle-timeout-s", "0"])

@@ -38,6 +38,8 @@ def _rows_or_error(raw_data: str | bytes) -> list[list[float]] | str:
         payload = json.loads(raw_data)
     except (TypeError, ValueError) as e:
         return f'request body is not valid JSON ({e}); send {{"data": [[...{N_FEATURES} numbers...]]}}'
+    except RecursionError:  # Python's parser gives up near 1,000 levels of nesting: bad input, not a crash
+        return f'request body nests too deeply to parse; send {{"data": [[...{N_FEATURES} numbers...]]}}'
     if not isinstance(payload, dict) or "data" not in payload:
         return f'request body must be a JSON object with a "data" key holding rows of {N_FEATURES} numbers'
     rows = payload["data"]

@@ -11,8 +11,11 @@ import dataclasses
 import json
 import logging
 import shutil
+import tempfile
 import time
+import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,9 +28,19 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError
 from azure.core.polling import LROPoller
 
-from deployflow.azureml.batch import batch_job_state, build_batch_job, check_package
+from deployflow.azureml.batch import (
+    ENTRY_SCRIPT,
+    ENTRY_SOURCE,
+    FAILURES_TAG,
+    batch_job_state,
+    build_batch_job,
+    check_package,
+    failures_uri,
+    job_status,
+)
 from deployflow.azureml.calls import RetryPolicy, call_sdk, platform_error, wait_for
 from deployflow.azureml.cluster import ensure_compute_cluster
+from deployflow.azureml.code import code_folder
 from deployflow.azureml.conda import PARALLEL_RUNTIME, conda_environment_from_file
 from deployflow.azureml.entities import (
     build_deployment,
@@ -39,11 +52,12 @@ from deployflow.azureml.entities import (
     endpoint_state,
     package_folder,
 )
+from deployflow.azureml.parallel_entry import FAILED_SUFFIX, SKIPPED_SUFFIX
 from deployflow.azureml.traffic import check_traffic
 from deployflow.packages import MODEL_DIR, REQUIREMENTS, ModelPackage
 from deployflow.platform.base import MLPlatform
 from deployflow.platform.batch import BatchJobSpec, BatchJobState
-from deployflow.platform.contract import CREATING, DEPLOYMENT_HEADER, UPDATING
+from deployflow.platform.contract import CREATING, DEPLOYMENT_HEADER, JOB_COMPLETED, UPDATING
 from deployflow.platform.errors import PlatformError, PlatformNotFoundError
 from deployflow.platform.specs import (
     DeploymentSpec,
@@ -70,6 +84,7 @@ _CHECK_DEPLOYMENT = (
     "and the identity's role on the workspace"
 )
 _CHECK_JOB = "the job id, and the identity's role on the workspace"
+_CHECK_REPORTS = "that the identity may read the output datastore (datastores/listSecrets, or Storage Blob Data Reader)"
 _CHECK_SUBMIT = (
     "the compute cluster's name and state, the model name and version, the datastore in the URIs, "
     "and that the identity may submit jobs and write to the workspace's datastore"
@@ -89,6 +104,8 @@ class AzureMLPlatform(MLPlatform):
         self.retry = retry or RetryPolicy()
         # deployment operations started here, so a failure can be told with the service's own reason
         self._deployment_operations: dict[tuple[str, str], LROPoller[Any]] = {}
+        # aml_tokens by endpoint until their refresh time (_scoring_keys)
+        self._tokens: dict[str, EndpointKeys] = {}
 
     @classmethod
     def from_workspace(
@@ -277,15 +294,18 @@ class AzureMLPlatform(MLPlatform):
         except ValueError as e:
             raise PlatformError(f"deployment {spec.endpoint}/{spec.name}: {e}") from e
         kubernetes = isinstance(endpoint, KubernetesOnlineEndpoint)
-        entity = build_deployment(spec, package_path=package, conda=conda, kubernetes=kubernetes)
-        if kubernetes and entity.instance_type:
-            self._check_instance_type(endpoint_state(endpoint).compute or "", entity.instance_type, spec)
-        existed = any(d.name == spec.name for d in self.list_deployments(spec.endpoint))
-        poller = self._call(
-            lambda: self.ml_client.online_deployments.begin_create_or_update(entity),
-            what=f"start deployment {spec.endpoint}/{spec.name} of model {spec.model}",
-            check=_CHECK_DEPLOYMENT,
-        )
+        # the code is the package without model/, which is already the registered model asset
+        staged = code_folder(package) if conda is not None else nullcontext(package)  # MLflow: no code sent
+        with staged as code:  # uploaded by begin_create_or_update, before it returns
+            entity = build_deployment(spec, code_path=code, conda=conda, kubernetes=kubernetes)
+            if kubernetes and entity.instance_type:
+                self._check_instance_type(endpoint_state(endpoint).compute or "", entity.instance_type, spec)
+            existed = any(d.name == spec.name for d in self.list_deployments(spec.endpoint))
+            poller = self._call(
+                lambda: self.ml_client.online_deployments.begin_create_or_update(entity),
+                what=f"start deployment {spec.endpoint}/{spec.name} of model {spec.model}",
+                check=_CHECK_DEPLOYMENT,
+            )
         self._deployment_operations[(spec.endpoint, spec.name)] = poller
         log.info("deployment %s/%s of model %s submitted", spec.endpoint, spec.name, spec.model)
         return DeploymentState(
@@ -387,18 +407,50 @@ class AzureMLPlatform(MLPlatform):
             conda = conda_environment_from_file(package / REQUIREMENTS, extra_pip=PARALLEL_RUNTIME)
         except ValueError as e:
             raise PlatformError(f"batch job {spec.name}: {e}") from e
-        job = build_batch_job(spec, package_path=package, conda=conda)
-        submitted = self._call(
-            lambda: self.ml_client.jobs.create_or_update(job, experiment_name=spec.name),
-            what=f"submit batch job {spec.name} of model {spec.model} on {spec.compute}",
-            check=_CHECK_SUBMIT,
-        )
+        with code_folder(package, extra={ENTRY_SCRIPT: ENTRY_SOURCE}) as code:  # uploaded by the submission
+            job = build_batch_job(spec, code_path=code, conda=conda, failures_at=failures_uri(spec, uuid.uuid4().hex))
+            submitted = self._call(
+                lambda: self.ml_client.jobs.create_or_update(job, experiment_name=spec.name),
+                what=f"submit batch job {spec.name} of model {spec.model} on {spec.compute}",
+                check=_CHECK_SUBMIT,
+            )
         state = batch_job_state(submitted, output_uri=spec.output_uri)
         log.info("batch job %s submitted as %s (%s)", spec.name, state.job_id, state.status)
         return state
 
     def get_batch_job(self, job_id: str) -> BatchJobState:
-        return batch_job_state(self._get_job(job_id))
+        job = self._get_job(job_id)
+        failures = (job.tags or {}).get(FAILURES_TAG)
+        if job_status(job.status) == JOB_COMPLETED and failures:
+            errors, skipped = self._file_reports(job_id, failures)
+            return batch_job_state(job, file_errors=errors, skipped_files=skipped)
+        return batch_job_state(job)
+
+    def _file_reports(self, job_id: str, uri: str) -> tuple[dict[str, str], dict[str, str]]:
+        """The reports the job's entry script left (``parallel_entry``): files that failed alone, name
+        (relative to the input) → error, and empty files skipped, name → reason. Read with the SDK's
+        own datastore download (what ``jobs.download`` uses)."""
+        from azure.ai.ml._artifacts._artifact_utilities import download_artifact_from_aml_uri
+
+        found: dict[str, dict[str, str]] = {FAILED_SUFFIX: {}, SKIPPED_SUFFIX: {}}
+        with tempfile.TemporaryDirectory(prefix="deployflow-reports-") as folder:
+            self._call(
+                lambda: download_artifact_from_aml_uri(uri, folder, self.ml_client.datastores),
+                what=f"read the failed-file reports of batch job {job_id} under {uri}",
+                check=_CHECK_REPORTS,
+            )
+            for path in sorted(Path(folder).rglob("*.json")):
+                relative = path.relative_to(folder).as_posix()
+                suffix = next((s for s in found if relative.endswith(s)), None)
+                if suffix is None:
+                    continue
+                try:
+                    report = json.loads(path.read_text())
+                    name = str(report.get("file") or relative.removesuffix(suffix))
+                    found[suffix][name] = str(report.get("error") or report.get("reason") or "failed")
+                except (ValueError, AttributeError):
+                    found[suffix][relative.removesuffix(suffix)] = "its report could not be read"
+        return found[FAILED_SUFFIX], found[SKIPPED_SUFFIX]
 
     def cancel_batch_job(self, job_id: str) -> BatchJobState:
         state = batch_job_state(self._get_job(job_id))
@@ -434,8 +486,29 @@ class AzureMLPlatform(MLPlatform):
 
     # data plane
     def scoring_headers(self, endpoint: str) -> dict[str, str]:
-        key = self.get_keys(endpoint).primary_key
+        key = self._scoring_keys(endpoint).primary_key
         return {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    def scoring_headers_until(self, endpoint: str) -> tuple[dict[str, str], float | None]:
+        headers = self.scoring_headers(endpoint)
+        token = self._tokens.get(endpoint)
+        return headers, (token.refresh_at if token is not None else None)
+
+    def _scoring_keys(self, endpoint: str) -> EndpointKeys:
+        """The endpoint's keys; an aml_token is kept until its refresh time, then asked for again, so
+        a long load can ask before every slice without a management call each time. Plain keys are
+        read every time (a regenerated key takes effect at once)."""
+        token = self._tokens.get(endpoint)
+        if token is not None and token.refresh_at is not None and time.time() < token.refresh_at:
+            return token
+        keys = self.get_keys(endpoint)
+        if keys.refresh_at is not None:
+            self._tokens[endpoint] = keys
+            log.info("endpoint %s: a new aml_token, good until %s", endpoint,
+                     time.strftime("%H:%M:%S", time.gmtime(keys.refresh_at)))  # fmt: skip
+        else:
+            self._tokens.pop(endpoint, None)
+        return keys
 
     def invoke(
         self,

@@ -6,10 +6,19 @@ cluster over the files of one folder, and appends what ``run()`` returns to
 model is a ``custom_model`` input, and its mounted path reaches the script as the
 ``--model_dir`` program argument (Azure ML's documented pattern; the script reads it with
 ``argparse.ArgumentParser().parse_known_args()`` in ``init()``).
+
+The step's entry is deployflow's own (``parallel_entry``, copied into the code folder beside the
+package's files): it runs the package's script, and a file that fails on its data is scored
+alone and recorded under a ``failed_files`` output (``<name>.error.json``) rather than failing its
+mini-batch; an empty file is recorded as skipped. Once the job has completed, those records become
+the state's ``failed_files``, ``file_errors`` and ``skipped_files`` (the DAG quarantines the failed
+ones, as it does for the local runtime), and more failed files than ``error_threshold`` fail the
+job, for good (checked when the job ends: the parallel step cannot count rows against files).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +37,20 @@ STEP = "score"
 DATA_INPUT = "job_data_path"
 MODEL_INPUT = "model"
 PREDICTIONS_OUTPUT = "job_output_file"
+FAILURES_OUTPUT = "failed_files"
 MODEL_ARGUMENT = "--model_dir"
+#: deployflow's entry script in the step's code folder (the package's script is its argument)
+ENTRY_SCRIPT = "deployflow_parallel_entry.py"
+ENTRY_SOURCE = Path(__file__).with_name("parallel_entry.py")
+#: under the output folder, one folder per job of the error reports of the files that failed alone
+FAILURES_FOLDER = "_failed_files"
 #: the registered model as name:version, for the script's logs; its files are at --model_dir
 MODEL_VARIABLE = "DEPLOYFLOW_MODEL"
 LOGGING_LEVEL = "INFO"
 #: where the job writes, read back by get_batch_job (the service does not echo the spec)
 OUTPUT_TAG = "deployflow.output_uri"
+FAILURES_TAG = "deployflow.failures_uri"
+THRESHOLD_TAG = "deployflow.error_threshold"
 
 # URIs Azure ML mounts itself; anything else must be a local folder, which the SDK uploads
 _CLOUD_SCHEMES = ("azureml://", "wasbs://", "wasb://", "abfss://", "https://")
@@ -47,8 +64,9 @@ _STATUSES = {
 }
 
 
-def build_batch_job(spec: BatchJobSpec, *, package_path: Path, conda: dict[str, Any]) -> PipelineJob:
-    """The pipeline job for a spec; ``package_path`` is uploaded as the step's code."""
+def build_batch_job(spec: BatchJobSpec, *, code_path: Path, conda: dict[str, Any], failures_at: str) -> PipelineJob:
+    """The pipeline job for a spec; ``code_path`` (the package's code and the entry script) is uploaded
+    as the step's code, and the files that fail alone are recorded under ``failures_at``."""
     if not spec.compute:
         raise PlatformError(
             f"batch job {spec.name} has no compute: Azure ML runs parallel steps on an AmlCompute cluster; "
@@ -65,7 +83,8 @@ def build_batch_job(spec: BatchJobSpec, *, package_path: Path, conda: dict[str, 
         outputs={
             PREDICTIONS_OUTPUT: Output(
                 type=AssetTypes.URI_FILE, path=predictions_uri(spec), mode=InputOutputModes.RW_MOUNT
-            )
+            ),
+            FAILURES_OUTPUT: Output(type=AssetTypes.URI_FOLDER, path=failures_at, mode=InputOutputModes.RW_MOUNT),
         },
         input_data=f"${{{{inputs.{DATA_INPUT}}}}}",
         mini_batch_size=str(spec.mini_batch_size),  # a file input: the number of files per run() call
@@ -76,10 +95,14 @@ def build_batch_job(spec: BatchJobSpec, *, package_path: Path, conda: dict[str, 
         logging_level=LOGGING_LEVEL,
         environment_variables={**spec.environment_variables, MODEL_VARIABLE: str(spec.model)},
         task=RunFunction(
-            code=str(package_path),
-            entry_script=spec.scoring_script,
+            code=str(code_path),
+            entry_script=ENTRY_SCRIPT,
             environment=Environment(image=BASE_IMAGE, conda_file=conda),
-            program_arguments=f"{MODEL_ARGUMENT} ${{{{inputs.{MODEL_INPUT}}}}}",
+            program_arguments=(
+                f"{MODEL_ARGUMENT} ${{{{inputs.{MODEL_INPUT}}}}} --deployflow_script {spec.scoring_script} "
+                f"--deployflow_failed ${{{{outputs.{FAILURES_OUTPUT}}}}} "
+                f"--deployflow_input ${{{{inputs.{DATA_INPUT}}}}}"
+            ),
             append_row_to=f"${{{{outputs.{PREDICTIONS_OUTPUT}}}}}",
         ),
         # the same folder holds new files on every run: never reuse an earlier run's output
@@ -90,7 +113,7 @@ def build_batch_job(spec: BatchJobSpec, *, package_path: Path, conda: dict[str, 
         experiment_name=spec.name,
         jobs={STEP: step},
         settings=PipelineJobSettings(default_compute=spec.compute, force_rerun=True),
-        tags={OUTPUT_TAG: spec.output_uri},
+        tags={OUTPUT_TAG: spec.output_uri, FAILURES_TAG: failures_at, THRESHOLD_TAG: str(spec.error_threshold)},
     )
 
 
@@ -125,6 +148,11 @@ def predictions_uri(spec: BatchJobSpec) -> str:
     return f"{spec.output_uri.rstrip('/')}/{PREDICTIONS_FILE}"
 
 
+def failures_uri(spec: BatchJobSpec, token: str) -> str:
+    """Where one job's error reports go: a folder of its own under the output folder."""
+    return f"{spec.output_uri.rstrip('/')}/{FAILURES_FOLDER}/{token}"
+
+
 def check_package(spec: BatchJobSpec) -> Path:
     """The package folder uploaded as the step's code, checked for the script and requirements."""
     package = Path(spec.package_path).resolve()
@@ -140,18 +168,41 @@ def job_status(value: object) -> str:
     return _STATUSES.get(text.lower(), text)
 
 
-def batch_job_state(job: Job, *, output_uri: str | None = None) -> BatchJobState:
-    """The state of a job as the service returned it."""
+def batch_job_state(
+    job: Job,
+    *,
+    output_uri: str | None = None,
+    file_errors: Mapping[str, str] | None = None,
+    skipped_files: Mapping[str, str] | None = None,
+) -> BatchJobState:
+    """The state of a job as the service returned it; ``file_errors`` are the reports its entry script
+    left for the files that failed alone (read once it has completed): more than the job's
+    ``error_threshold`` of them turn a completed job into a failed one that no retry would fix."""
     status = job_status(job.status)
-    error = None
+    tags = job.tags or {}
+    error, retryable = None, True
     if status == JOB_FAILED:
         where = f": {job.studio_url}" if job.studio_url else ""
         error = f"Azure ML job {job.name} ended {_status_text(job.status)}; see its logs in Azure ML studio{where}"
+    errors = dict(sorted((file_errors or {}).items()))
+    threshold = int(tags.get(THRESHOLD_TAG, "-1"))
+    if status == JOB_COMPLETED and threshold != -1 and len(errors) > threshold:
+        first = next(iter(errors.items()))
+        status, retryable = JOB_FAILED, False
+        error = (
+            f"Azure ML job {job.name}: {len(errors)} file(s) failed on their data, more than "
+            f"error_threshold={threshold}; first: {first[0]}: {first[1]}"
+        )
     return BatchJobState(
         job_id=str(job.name),
         status=status,
-        output_uri=output_uri or (job.tags or {}).get(OUTPUT_TAG, ""),
+        output_uri=output_uri or tags.get(OUTPUT_TAG, ""),
         error=error,
+        summary={"failed": len(errors), "skipped": len(skipped_files or {})} if file_errors is not None else {},
+        failed_files=tuple(errors),
+        file_errors=errors,
+        skipped_files=dict(sorted((skipped_files or {}).items())),
+        retryable=retryable,
     )
 
 

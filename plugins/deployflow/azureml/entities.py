@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,9 @@ DEFAULT_INSTANCE_TYPE = "Standard_DS3_v2"
 _VM_SIZE = re.compile(r"^Standard_", re.IGNORECASE)
 # azmlinfsrv reads its number of worker processes from this variable.
 WORKER_COUNT_VARIABLE = "WORKER_COUNT"
+# an aml_token is asked for again this long before it expires, when the service gives no refresh time
+TOKEN_EXPIRY_MARGIN_S = 300.0
+TOKEN_UNKNOWN_LIFETIME_S = 300.0
 
 _MODEL_ARM_ID = re.compile(r"/models/([^/]+)/versions/([^/]+)$", re.IGNORECASE)
 _TERMINAL = {s.lower(): s for s in (SUCCEEDED, FAILED, CANCELED)} | {"cancelled": CANCELED}
@@ -72,7 +76,7 @@ def build_endpoint(spec: EndpointSpec) -> OnlineEndpoint:
 
 
 def build_deployment(
-    spec: DeploymentSpec, *, package_path: Path, conda: dict[str, Any] | None, kubernetes: bool
+    spec: DeploymentSpec, *, code_path: Path, conda: dict[str, Any] | None, kubernetes: bool
 ) -> OnlineDeployment:
     """The SDK entity for a deployment spec, on the kind of endpoint it goes behind. With no conda
     environment (an MLflow model), neither code nor environment is sent: Azure ML's no-code MLflow
@@ -91,7 +95,7 @@ def build_deployment(
         "instance_count": spec.instance_count,
     }
     if conda is not None:
-        common["code_configuration"] = CodeConfiguration(code=str(package_path), scoring_script=SCORING_SCRIPT)
+        common["code_configuration"] = CodeConfiguration(code=str(code_path), scoring_script=SCORING_SCRIPT)
         common["environment"] = Environment(image=BASE_IMAGE, conda_file=conda)
     if kubernetes:
         # without scale settings the service autoscales Kubernetes deployments (TargetUtilization):
@@ -288,5 +292,17 @@ def endpoint_keys(credentials: object, endpoint: str) -> EndpointKeys:
         return EndpointKeys(primary_key=primary, secondary_key=secondary)
     token = getattr(credentials, "access_token", None)
     if token:
-        return EndpointKeys(primary_key=token, secondary_key="")
+        return EndpointKeys(primary_key=token, secondary_key="", refresh_at=token_refresh_at(credentials))
     raise PlatformError(f"Azure ML returned no key or token for endpoint {endpoint}; check its auth_mode")
+
+
+def token_refresh_at(token: object) -> float:
+    """When to ask for a new aml_token: the service's refresh-after time, else a margin before it
+    expires; a token that says neither is asked for again after TOKEN_UNKNOWN_LIFETIME_S."""
+    refresh_after = float(getattr(token, "refresh_after_time_utc", 0) or 0)
+    if refresh_after > 0:
+        return refresh_after
+    expiry = float(getattr(token, "expiry_time_utc", 0) or 0)
+    if expiry > 0:
+        return expiry - TOKEN_EXPIRY_MARGIN_S
+    return time.time() + TOKEN_UNKNOWN_LIFETIME_S

@@ -185,6 +185,8 @@ class SimulatedWorkspace(HttpTransport):
         self.blob_container = "azureml-blobstore-0f1e2d3c"
         self.state = Workspace()
         self.polls = polls
+        # how long an aml_token lasts; the service says to refresh it halfway
+        self.token_lifetime_s = 3600
         self.schema = schema or SpecSchema.load()
         self.sent: list[Sent] = []
         self.refused: list[tuple[Sent, list[str]]] = []
@@ -316,8 +318,8 @@ class SimulatedWorkspace(HttpTransport):
                 {
                     "accessToken": "aml-token-" + uuid.uuid4().hex,
                     "tokenType": "Bearer",
-                    "expiryTimeUtc": int(time.time()) + 3600,
-                    "refreshAfterTimeUtc": int(time.time()) + 1800,
+                    "expiryTimeUtc": int(time.time()) + self.token_lifetime_s,
+                    "refreshAfterTimeUtc": int(time.time()) + self.token_lifetime_s // 2,
                 },
             )
         if sent.method == "POST" and tail == "getLogs":
@@ -682,7 +684,20 @@ class SimulatedWorkspace(HttpTransport):
                 "ETag": '"0x1"',
                 "Last-Modified": "Mon, 02 Nov 2026 09:00:00 GMT",
             }
-            return 200, headers, (b"" if sent.method == "HEAD" else self.state.blobs[path])
+            content = self.state.blobs[path]
+            ranged = re.fullmatch(
+                r"bytes=(\d+)-(\d*)", request.headers.get("x-ms-range") or request.headers.get("Range") or ""
+            )
+            if sent.method == "GET" and ranged:  # the SDK downloads in ranges: 206 with the part asked for
+                start = int(ranged.group(1))
+                end = min(int(ranged.group(2) or len(content) - 1), len(content) - 1)
+                if content and start >= len(content):
+                    raise ServiceAnswer(416, "InvalidRange", "The range specified is invalid for the current size.")
+                part = content[start : end + 1]
+                headers["Content-Length"] = str(len(part))
+                headers["Content-Range"] = f"bytes {start}-{max(start, end)}/{len(content)}"
+                return 206, headers, part
+            return 200, headers, (b"" if sent.method == "HEAD" else content)
         raise ServiceAnswer(405, "NoRoute", f"blob {sent.method} {path} comp={comp}")
 
     def _validate(self, definition: str, sent: Sent) -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from deployflow.loadtest.generator import closed_loop, open_loop
 from deployflow.loadtest.guard import MAX_CONNECTIONS, MAX_DURATION_S, MAX_RATE, MAX_WORKERS
 from deployflow.loadtest.histogram import LatencyHistogram, Percentiles
-from deployflow.loadtest.result import CLOSED_LOOP, OPEN_LOOP, GeneratorLag, LoadResult, merge_results
-from deployflow.loadtest.runner import run_closed_loop, run_open_loop
+from deployflow.loadtest.result import CLOSED_LOOP, OPEN_LOOP, GeneratorLag, LoadResult, chain_results, merge_results
+from deployflow.loadtest.runner import run_closed_loop, run_open_loop, run_open_loop_refreshing
 from deployflow.loadtest.schedule import Schedule, Step
 from deployflow.loadtest.slo import SLO, Check, Verdict, evaluate_slo
 from deployflow.loadtest.spec import RequestSpec
@@ -32,10 +32,12 @@ __all__ = [
     "Schedule",
     "Step",
     "Verdict",
+    "chain_results",
     "closed_loop",
     "evaluate_slo",
     "merge_results",
     "open_loop",
     "run_closed_loop",
     "run_open_loop",
+    "run_open_loop_refreshing",
 ]

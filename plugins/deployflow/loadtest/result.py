@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -229,4 +230,18 @@ def merge_results(results: Iterable[LoadResult]) -> LoadResult:
         server_time=server_time,
         overhead=overhead,
         workers=sum(p.workers for p in parts),
+    )
+
+
+def chain_results(results: Iterable[LoadResult]) -> LoadResult:
+    """Combine results of parts that ran one after another (a load cut into slices): counts and
+    histograms add up as in ``merge_results``, but durations add too, and the requested rate is the
+    whole schedule's mean."""
+    parts = list(results)
+    merged = merge_results(parts)
+    duration = sum(p.duration_s for p in parts)
+    scheduled_time = sum(p.scheduled / p.requested_rate for p in parts if p.requested_rate > 0)
+    requested = merged.scheduled / scheduled_time if scheduled_time > 0 else 0.0
+    return dataclasses.replace(
+        merged, requested_rate=requested, duration_s=duration, workers=max(p.workers for p in parts)
     )

@@ -11,6 +11,7 @@ import multiprocessing
 import queue
 import time
 import traceback
+from collections.abc import Callable
 from multiprocessing.context import SpawnProcess
 from typing import Any
 
@@ -22,10 +23,12 @@ from deployflow.loadtest.generator import (
     run_on_best_loop,
 )
 from deployflow.loadtest.guard import MAX_WORKERS, require_at_most
-from deployflow.loadtest.result import LoadResult, merge_results
+from deployflow.loadtest.result import LoadResult, chain_results, merge_results
 from deployflow.loadtest.schedule import Schedule
 from deployflow.loadtest.spec import RequestSpec
 
+# the shortest slice of a load cut for credentials that expire (a token closer to its end is still used)
+MIN_SLICE_S = 30.0
 STARTUP_TIMEOUT_S = 60.0  # for every worker to be imported and ready
 _START_DELAY_S = 0.05  # between "go" and the first send, so every worker is waiting
 _POLL_S = 0.2
@@ -48,6 +51,31 @@ def run_open_loop(
             open_loop(request, schedule, max_in_flight=max_in_flight, lag_threshold_ms=lag_threshold_ms)
         )
     return _run_workers(request, schedule, workers, math.ceil(max_in_flight / workers), lag_threshold_ms)
+
+
+def run_open_loop_refreshing(
+    request_for: Callable[[], tuple[RequestSpec, float | None]],
+    schedule: Schedule,
+    *,
+    workers: int = 1,
+    min_slice_s: float = MIN_SLICE_S,
+    clock: Callable[[], float] = time.time,
+) -> LoadResult:
+    """``run_open_loop`` with credentials that expire: ``request_for()`` gives the request and until
+    when (``clock`` seconds) its headers may be used, or None for ever. A load that would outlast
+    them is cut into slices, each sent with a request asked for just before it, and the slices'
+    results are chained; a load they outlast is one run, as ``run_open_loop``."""
+    parts: list[LoadResult] = []
+    remaining: Schedule | None = schedule
+    while remaining is not None:
+        request, until = request_for()
+        budget = None if until is None else until - clock()
+        if budget is None or budget >= remaining.duration_s:
+            piece, remaining = remaining, None
+        else:
+            piece, remaining = remaining.split_at(max(budget, min_slice_s))
+        parts.append(run_open_loop(request, piece, workers=workers))
+    return parts[0] if len(parts) == 1 else chain_results(parts)
 
 
 def run_closed_loop(

@@ -78,6 +78,34 @@ class Schedule:
     def mean_rate(self) -> float:
         return self.total_requests / self.duration_s
 
+    def split_at(self, seconds: float) -> tuple[Schedule, Schedule | None]:
+        """The first ``seconds`` of the schedule (up to the next send) and the rest (None when nothing
+        is left): run one after the other, they send what the schedule sends, when it sends it."""
+        if seconds >= self.duration_s:
+            return self, None
+        if seconds <= 0:
+            raise ValueError(f"a schedule splits after a positive time, got {seconds!r}")
+        first: list[Step] = []
+        rest: list[Step] = []
+        elapsed = 0.0
+        for step in self.steps:
+            if elapsed + step.duration_s <= seconds:
+                first.append(step)
+            elif elapsed >= seconds:
+                rest.append(step)
+            else:  # cut just after a send, so both parts send exactly what the step did, when it did
+                cut = seconds - elapsed
+                if step.rate > 0:
+                    cut = math.ceil(step.rate * cut - 1e-9) / step.rate
+                if cut > 0:
+                    first.append(Step(step.rate, min(cut, step.duration_s)))
+                if step.duration_s - cut > 1e-9:
+                    rest.append(Step(step.rate, step.duration_s - cut))
+            elapsed += step.duration_s
+        if not rest:
+            return Schedule(tuple(first)), None
+        return Schedule(tuple(first)), Schedule(tuple(rest))
+
     def shard_size(self, shard: int = 0, shards: int = 1) -> int:
         """How many sends `offsets(shard, shards)` yields."""
         _check_shard(shard, shards)

@@ -215,6 +215,4 @@ def _error_message(response: httpx.Response) -> str:
         return response.text[:500]
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         return body["error"].get("message", str(body))
-    if isinstance(body, dict) and "detail" in body:
-        return json.dumps(body["detail"])[:1000]
     return str(body)[:500]

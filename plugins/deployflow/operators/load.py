@@ -11,7 +11,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from deployflow.defaults import PROFILING_DEFAULTS_FILE
-from deployflow.loadtest import SLO, LoadResult, RequestSpec, Schedule, evaluate_slo, run_open_loop
+from deployflow.loadtest import SLO, LoadResult, RequestSpec, Schedule, evaluate_slo, run_open_loop_refreshing
 from deployflow.operators.base import MLPlatformOperator, is_refusal, rendered_json
 from deployflow.packages import ModelPackage
 from deployflow.platform.base import MLPlatform
@@ -86,10 +86,14 @@ class StressTestOperator(MLPlatformOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         slo, schedule = parse_slo(self.slo), stress_schedule(self.rate, self.duration_s, self.ramp)
-        request = stress_request(self.platform, self.endpoint_name, self.deployment_name, self.package_path)
         target = stress_target(self.endpoint_name, self.deployment_name)
         self.log.info("stress test of %s: %s, SLO p%g <= %g ms", target, schedule, slo.percentile, slo.latency_ms)
-        result = run_open_loop(request, schedule, workers=self.workers)
+
+        def request() -> tuple[RequestSpec, float | None]:
+            # asked again before each slice of a load that outlasts the key (an aml_token expires)
+            return stress_request(self.platform, self.endpoint_name, self.deployment_name, self.package_path)
+
+        result = run_open_loop_refreshing(request, schedule, workers=self.workers)
         return judge_stress(
             self, context, result, slo, target, fail_on_breach=self.fail_on_breach, report_dir=self.report_dir
         )
@@ -111,14 +115,16 @@ def stress_target(endpoint_name: str, deployment_name: str | None) -> str:
 
 def stress_request(
     platform: MLPlatform, endpoint_name: str, deployment_name: str | None, package_path: str
-) -> RequestSpec:
-    """The package's sample request to the endpoint's scoring URI, with its key (and deployment header)."""
+) -> tuple[RequestSpec, float | None]:
+    """The package's sample request to the endpoint's scoring URI, with its key (and deployment header),
+    and until when (epoch seconds) that key may be used: None for a key that does not expire."""
     body = ModelPackage.load(package_path).sample_request_body()
     endpoint = platform.get_endpoint(endpoint_name)
-    headers = {**platform.scoring_headers(endpoint_name), "Content-Type": "application/json"}
+    auth, until = platform.scoring_headers_until(endpoint_name)
+    headers = {**auth, "Content-Type": "application/json"}
     if deployment_name:
         headers[DEPLOYMENT_HEADER] = deployment_name
-    return RequestSpec(endpoint.scoring_uri, body=body, headers=headers)
+    return RequestSpec(endpoint.scoring_uri, body=body, headers=headers), until
 
 
 def judge_stress(

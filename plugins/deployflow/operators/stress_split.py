@@ -132,7 +132,8 @@ class StressTestPartOperator(MLPlatformOperator):
         except ValueError as e:
             raise AirflowFailException(f"stress load part: {e}") from e
         schedule = stress_schedule(self.rate, self.duration_s, self.ramp)
-        request = stress_request(self.platform, self.endpoint_name, self.deployment_name, self.package_path)
+        # One part's share of the load, sent with one key: a part longer than an aml_token lives is not sliced.
+        request, _until = stress_request(self.platform, self.endpoint_name, self.deployment_name, self.package_path)
         self.log.info(
             "stress load part %d of %d on %s: every %d-th send of %s",
             part.index,

@@ -112,6 +112,11 @@ class MLPlatform(ABC):
         """Headers that authorise a request to the scoring URI (for the load generator).
         They hold a secret: never log or return them through XCom."""
 
+    def scoring_headers_until(self, endpoint: str) -> tuple[dict[str, str], float | None]:
+        """``scoring_headers``, and until when (seconds since the epoch) they may be used: a load that
+        runs past it asks again (an Azure ML aml_token expires); None when they do not expire."""
+        return self.scoring_headers(endpoint), None
+
     # batch scoring
     def submit_batch_job(self, spec: BatchJobSpec, *, storage_connection_string: str | None = None) -> BatchJobState:
         """Submit a batch-scoring job; returns at once with its id. ``storage_connection_string``

@@ -85,9 +85,9 @@ class BatchJobState(_Spec):
 
     ``failed_files`` names the input files (relative to the job's input) that kept failing but
     were tolerated under ``error_threshold``, and ``file_errors`` why; ``skipped_files`` those left
-    unscored (empty) and why, where the platform reports them (the local runtime does; an Azure
-    ML parallel job reports counts only, in its logs). ``retryable`` is False for a failure that
-    running the job again cannot fix (its data or its code).
+    unscored (empty) and why. Both backends report them: the local runtime from its workers, Azure
+    ML from the reports deployflow's entry script leaves in the job's output (``azureml.parallel_entry``).
+    ``retryable`` is False for a failure that running the job again cannot fix (its data or its code).
     """
 
     job_id: str

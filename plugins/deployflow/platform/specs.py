@@ -215,10 +215,15 @@ class DeploymentState(_Spec):
 
 @dataclass(frozen=True, repr=False)
 class EndpointKeys:
-    """Secrets: repr hides them, and they have no to_dict so they cannot drift into XCom."""
+    """Secrets: repr hides them, and they have no to_dict so they cannot drift into XCom.
+
+    ``refresh_at`` (seconds since the epoch) is when a key that expires — an Azure ML ``aml_token`` —
+    should be asked for again; None for keys that last until they are regenerated.
+    """
 
     primary_key: str
     secondary_key: str
+    refresh_at: float | None = None
 
     def __repr__(self) -> str:
         return "EndpointKeys(primary_key=***, secondary_key=***)"

@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from deployflow.loadtest import RequestSpec, Schedule, run_open_loop
+from deployflow.loadtest import RequestSpec, Schedule, run_open_loop_refreshing
 from deployflow.profiling.search import StepMeasurement
 
 Usage = Callable[[], tuple[float | None, float | None]]  # (cpu cores, memory GB) used during the last step
 
 
 def open_loop_measure(
-    request: RequestSpec,
+    request: RequestSpec | Callable[[], tuple[RequestSpec, float | None]],
     *,
     step_duration_s: float = 5.0,
     workers: int = 1,
@@ -23,10 +23,13 @@ def open_loop_measure(
 
     The pause lets a server drain the queue an overloaded step left, so the next step
     starts from idle; `usage`, when given, reads the server's cpu and memory after each step.
+    `request` may be a function giving the request and until when its headers hold (see
+    `run_open_loop_refreshing`): it is asked before every step, so a long search outlives a token.
     """
+    request_for = request if callable(request) else lambda: (request, None)
 
     def measure(rate: float) -> StepMeasurement:
-        result = run_open_loop(request, Schedule.constant(rate, step_duration_s), workers=workers)
+        result = run_open_loop_refreshing(request_for, Schedule.constant(rate, step_duration_s), workers=workers)
         cpu, memory = usage() if usage else (None, None)
         if settle_s:
             time.sleep(settle_s)

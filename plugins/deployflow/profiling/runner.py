@@ -133,8 +133,12 @@ def _search(
     platform: MLPlatform, endpoint: str, name: str, body: bytes, slo: SLO, settings: ProfileSettings
 ) -> SearchResult:
     scoring_uri = platform.get_endpoint(endpoint).scoring_uri
-    headers = {**platform.scoring_headers(endpoint), DEPLOYMENT_HEADER: name, "Content-Type": "application/json"}
-    request = RequestSpec(scoring_uri, body=body, headers=headers, timeout_s=settings.request_timeout_s)
+
+    def request() -> tuple[RequestSpec, float | None]:  # asked before each step: an aml_token expires
+        auth, until = platform.scoring_headers_until(endpoint)
+        headers = {**auth, DEPLOYMENT_HEADER: name, "Content-Type": "application/json"}
+        return RequestSpec(scoring_uri, body=body, headers=headers, timeout_s=settings.request_timeout_s), until
+
     measure = open_loop_measure(
         request,
         step_duration_s=settings.step_duration_s,

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from deployflow.loadtest import LoadResult, RequestSpec, Schedule, merge_results, run_open_loop
+from deployflow.loadtest import LoadResult, RequestSpec, Schedule, merge_results, run_open_loop_refreshing
 from deployflow.platform.base import MLPlatform
 from deployflow.platform.contract import DEPLOYMENT_HEADER
 from deployflow.rollout.gates import WindowStats
@@ -63,13 +63,15 @@ class Probe:
         of the window cannot undo need not wait for its end).
         """
         scoring_uri = self.platform.get_endpoint(self.endpoint).scoring_uri
-        auth = self.platform.scoring_headers(self.endpoint)
 
         def run(deployment: str, seconds: float) -> LoadResult:
-            # marked as the probe's, so live metrics count users' traffic alone
-            headers = {**auth, DEPLOYMENT_HEADER: deployment, "Content-Type": "application/json", PROBE_HEADER: "1"}
-            request = RequestSpec(scoring_uri, body=self.body, headers=headers, timeout_s=self.timeout_s)
-            return run_open_loop(request, Schedule.constant(self.rate, seconds))
+            def request() -> tuple[RequestSpec, float | None]:  # asked per slice: an aml_token expires
+                auth, until = self.platform.scoring_headers_until(self.endpoint)
+                # marked as the probe's, so live metrics count users' traffic alone
+                headers = {**auth, DEPLOYMENT_HEADER: deployment, "Content-Type": "application/json", PROBE_HEADER: "1"}
+                return RequestSpec(scoring_uri, body=self.body, headers=headers, timeout_s=self.timeout_s), until
+
+            return run_open_loop_refreshing(request, Schedule.constant(self.rate, seconds))
 
         names = [new] if old is None else [new, old]
         merged: dict[str, LoadResult] = {}

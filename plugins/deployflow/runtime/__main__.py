@@ -26,6 +26,7 @@ ROUTER_LIMITS = [
     ("read_timeout_s", float, "seconds a request's head and body may take to arrive; then a 408 and close"),
     ("idle_timeout_s", float, "seconds a keep-alive connection may wait for its next request; then closed"),
     ("max_connections", int, "client connections open at once; one more is answered 503 and closed"),
+    ("max_json_depth", int, "levels of [ and { a JSON scoring body may nest; deeper is a 400"),
 ]
 
 

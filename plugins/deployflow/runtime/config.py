@@ -44,6 +44,9 @@ class RouterLimits:
     read_timeout_s: float = 30.0
     # client connections open at once; one more is answered 503 and closed
     max_connections: int = 1024
+    # how deeply a JSON scoring body may nest ([ and {); deeper is a 400 before it reaches score.py, whose
+    # parser (Python's json) fails near 1,000 levels with a RecursionError
+    max_json_depth: int = 512
 
 
 class ConfigError(ValueError):

@@ -161,6 +161,17 @@ class RegenerateKeys(Strict):
     key_type: Literal["primary", "secondary"]
 
 
+class ApiError(Strict):
+    code: str = Field(description="what kind of error, e.g. InvalidRequest, NotFound, Conflict")
+    message: str = Field(description="what is wrong and what to fix")
+
+
+class ErrorAnswer(Strict):
+    """Every 4xx and 5xx answer of the control plane (and the router) has this shape."""
+
+    error: ApiError
+
+
 # ---- batch jobs ------------------------------------------------------------------------
 
 

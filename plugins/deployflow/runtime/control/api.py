@@ -16,12 +16,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from deployflow.runtime.control.guard import ControlPlaneGuard
 from deployflow.runtime.control.service import Runtime
-from deployflow.runtime.errors import NotFound, RuntimeApiError
+from deployflow.runtime.errors import Invalid, NotFound, RuntimeApiError, invalid_fields
 from deployflow.runtime.schemas import (
     DEPLOYMENT_NAME_PATTERN,
     ENDPOINT_NAME_PATTERN,
@@ -30,6 +31,7 @@ from deployflow.runtime.schemas import (
     Endpoint,
     EndpointKeys,
     EndpointSpec,
+    ErrorAnswer,
     Job,
     Model,
     ModelRegistration,
@@ -37,15 +39,23 @@ from deployflow.runtime.schemas import (
 )
 from deployflow.runtime.serving.metrics import router_registry
 
+# Documented for every operation in place of FastAPI's own {"detail": [...]}: what the handler below answers.
+INVALID_REQUEST = {422: {"model": ErrorAnswer, "description": "the request is not valid; the message names each field"}}
+
 
 def create_app(runtime: Runtime, token: str) -> FastAPI:
-    app = FastAPI(title="deployflow local runtime", version="1")
+    app = FastAPI(title="deployflow local runtime", version="1", responses=INVALID_REQUEST)
     metrics = router_registry(runtime.endpoints)
     app.add_middleware(ControlPlaneGuard, token=token, max_body_bytes=runtime.config.control_max_body_bytes)
 
     @app.exception_handler(RuntimeApiError)
     async def _api_error(_: Request, error: RuntimeApiError) -> JSONResponse:
         return JSONResponse({"error": {"code": error.code, "message": str(error)}}, status_code=error.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        # the API's own error shape, naming each wrong field (never echoing its value: a body may hold a secret)
+        return await _api_error(request, Invalid(f"the request is not valid: {invalid_fields(error.errors())}"))
 
     def endpoint_view(name: str) -> Endpoint:
         return runtime.endpoint(name).view(runtime.config.scoring_uri(name))

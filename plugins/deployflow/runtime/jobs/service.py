@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from deployflow.runtime.config import RuntimeConfig
 from deployflow.runtime.environments import EnvironmentBuildError, EnvironmentCache
-from deployflow.runtime.errors import Conflict, Invalid, NotFound
+from deployflow.runtime.errors import Conflict, Invalid, NotFound, invalid_fields
 from deployflow.runtime.isolation import ChildUser
 from deployflow.runtime.jobs.blob_io import StorageError, check_reachable, connection_string_for, parse_location
 from deployflow.runtime.jobs.run import JobFailed, JobLog, JobPlan, JobRun
@@ -47,10 +47,7 @@ def parse_submission(document: dict[str, Any]) -> tuple[JobSpec, str | None]:
     try:
         return JobSpec.model_validate(document), secret or None
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
-            for error in e.errors(include_input=False, include_url=False)
-        )
+        problems = invalid_fields(e.errors(include_input=False, include_url=False))
         raise Invalid(f"the job spec is not valid: {problems}") from None
 
 

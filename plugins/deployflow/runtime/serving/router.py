@@ -7,7 +7,8 @@ answers are dropped. A replica that fails before answering is replaced by anothe
 replica's death or a traffic change never fails a request. Each answer a deployment gives
 is counted for the live metrics (see ``metrics``) unless the runtime runs with ``--no-metrics``.
 A client connection is held to ``RouterLimits``: header size and count, URL length, an idle and a
-read timeout (checked by one sweep a second, not a timer per request), and a connection count.
+read timeout (checked by one sweep a second, not a timer per request), and a connection count; a
+JSON body nested deeper than ``max_json_depth`` is refused before it reaches a replica (``nesting``).
 Written on asyncio protocols with httptools because every microsecond here is added to every
 prediction.
 """
@@ -30,6 +31,7 @@ from deployflow.compare import compare_responses
 from deployflow.runtime.config import MAX_HEADER_FIELD_BYTES, RouterLimits
 from deployflow.runtime.serving.endpoints import DeploymentRuntime
 from deployflow.runtime.serving.metrics import NO_ANSWER, PROBE_HEADER, TIMEOUT
+from deployflow.runtime.serving.nesting import depth_past, is_json_media_type
 from deployflow.runtime.serving.replicas import Replica
 from deployflow.runtime.serving.upstream import (
     DEPLOYMENT_HEADER,
@@ -144,6 +146,12 @@ class Router:
         if not endpoint.authorized(request.headers.get(b"authorization")):
             message = "send one of the endpoint's keys as 'Authorization: Bearer <key>'"
             return error_answer(401, "Unauthorized", message), request_id
+        if is_json_media_type(request.headers.get(b"content-type")):
+            depth = depth_past(request.body, self.limits.max_json_depth)
+            if depth is not None:
+                message = (f"the JSON body nests {depth} levels deep; the router takes at most "
+                           f"{self.limits.max_json_depth} (--max-json-depth): send flatter data")  # fmt: skip
+                return error_answer(400, "JsonTooDeep", message), request_id
         pinned = request.headers.get(DEPLOYMENT_HEADER)
         if pinned:
             deployment = endpoint.deployments.get(pinned.decode(errors="replace"))
