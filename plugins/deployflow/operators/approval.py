@@ -17,11 +17,13 @@ from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Context
+from airflow.sdk.bases.xcom import BaseXCom
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.timezone import utcnow
 
 #: how long a person has to answer when the run does not say (the DAG's approval_timeout_minutes)
 DEFAULT_TIMEOUT_MINUTES = 24 * 60
+XCOM_RETURN_KEY = BaseXCom.XCOM_RETURN_KEY
 
 
 def approval_timeout(minutes: Any, step_timeout_s: Any = None) -> timedelta:
@@ -95,9 +97,21 @@ class RolloutApprovalOperator(ApprovalOperator):
         return super().execute(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        timeout = self._timeout(context)
-        timed_out = bool(event.get("timedout"))
-        if timed_out:
+        if "error" in event:  # no answer and no default: not this operator's case, but Airflow's error stands
+            return super().execute_complete(context=context, event=event)
+        timeout, responded_at = self._timeout(context), event.get("responded_at")
+        answer = {
+            "chosen_options": list(event.get("chosen_options") or []),
+            "params_input": event.get("params_input") or {},
+            "responded_at": responded_at.isoformat() if isinstance(responded_at, datetime) else responded_at,
+            "responded_by_user": event.get("responded_by_user"),
+            "timed_out": bool(event.get("timedout")),
+            "timeout_s": timeout.total_seconds(),
+        }
+        if answer["timed_out"]:
             self.log.warning("nobody answered within %s: Airflow took the default Reject", duration_text(timeout))
-        answer = super().execute_complete(context=context, event=event)
-        return {**answer, "timed_out": timed_out, "timeout_s": timeout.total_seconds()}
+        # On Reject, ApprovalOperator skips continue_promotion by raising (Airflow 3's SkipMixin), so a
+        # returned value would never reach XCom, and rollback_if_rejected could not read the answer.
+        context["ti"].xcom_push(key=XCOM_RETURN_KEY, value=answer)
+        super().execute_complete(context=context, event=event)
+        return answer
