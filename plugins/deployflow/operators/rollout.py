@@ -328,19 +328,20 @@ class RollBackRejectedRolloutOperator(MLPlatformOperator):
         roll_back(self.platform, endpoint, new, old, self.log)
         write_ledger(self.platform, endpoint, None)
         if summary.get("decision_record"):
-            self._close_record(summary, reason)
+            answered_at = answer.get("responded_at")
+            self._close_record(summary, reason, answered_at if isinstance(answered_at, str) else None)
         kept = {k: v for k, v in summary.items() if k not in ("approval_markdown", "question", "approval_timeout_s")}
         asked = {k: answer.get(k) for k in ("chosen_options", "responded_by_user", "timed_out")}
         return {**kept, "status": ROLLED_BACK, "reason": f"{reason}; rolled back to {old}, {new} removed",
                 "approval": asked}  # fmt: skip
 
-    def _close_record(self, summary: dict[str, Any], reason: str) -> None:
+    def _close_record(self, summary: dict[str, Any], reason: str, answered_at: str | None) -> None:
         path = Path(summary["decision_record"])
         document = json.loads(path.read_text())
         endpoint, new, old = summary["endpoint_name"], summary["new"], summary["old"]
         line = f"endpoint {endpoint}: traffic {{{old}: 100}}, mirror {{}} (rolling back, {new} removed: {reason})"
-        close_record(document, [("approval", f"answered: rejected ({reason})", None), ("rollback", line, {old: 100})],
-                     ROLLED_BACK)  # fmt: skip
+        close_record(document, [("approval", f"answered: rejected ({reason})", None, answered_at),
+                                ("rollback", line, {old: 100}, None)], ROLLED_BACK)  # fmt: skip
         document["reason"] = reason
         write_json(path, document)
         write_atomically(path.with_suffix(".html"), render_timeline_html(document))
