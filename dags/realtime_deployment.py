@@ -20,7 +20,8 @@ endpoint whose URL and keys never change:
    endpoint is torn down whatever happens.
 5. **promote** to the production endpoint by a controlled rollout with the profiled
    resources: mirror and traffic steps with gates, optional approval (human in the loop),
-   automatic rollback. A first release takes all traffic after its smoke test.
+   automatic rollback. A first release takes all traffic after its smoke test. An approval nobody
+   answers within `approval_timeout_minutes` (a day by default) is a rejection: rolled back.
 6. **summary** — endpoint URL, chosen configuration, rollout verdicts, report paths.
 
 Runs for different endpoints run side by side. A run **claims** its endpoint (a tag on the
@@ -41,11 +42,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, Param, TriggerRule, task
 
 from deployflow import forms
 from deployflow.hooks.ml_platform import DRY_RUN_PREFIX
+from deployflow.operators.approval import DEFAULT_TIMEOUT_MINUTES, RolloutApprovalOperator
 from deployflow.operators.claim import ClaimEndpointOperator, ReleaseEndpointOperator
 from deployflow.operators.deployment import CreateDeploymentOperator, SmokeTestOperator
 from deployflow.operators.endpoint import CreateOrUpdateEndpointOperator, DeleteEndpointOperator
@@ -171,6 +172,16 @@ with DAG(
             description="keys of deployflow/include/rollout/default_plan.json, e.g. steps, gates",
         ),
         "approval": Param(False, type="boolean", title="Ask a person before going past approval steps"),
+        "approval_timeout_minutes": Param(
+            DEFAULT_TIMEOUT_MINUTES,
+            type="number",
+            exclusiveMinimum=0,
+            title="Minutes a person has to answer an approval",
+            description=(
+                "no answer by then is a Reject: the rollout is rolled back (old deployment at 100 %, the new one "
+                "removed); a plan step's own 'approve timeout 600s' wins. 1440 is a day, 0.5 is 30 s"
+            ),
+        ),
         "dry_run": Param(
             False,
             type="boolean",
@@ -335,11 +346,14 @@ with DAG(
         status = (ti.xcom_pull(task_ids="promote") or {}).get("status")
         return "approve_promotion" if status == AWAITING_APPROVAL else "no_approval_needed"
 
-    approve_promotion = ApprovalOperator(
+    approve_promotion = RolloutApprovalOperator(
         task_id="approve_promotion",
         subject="Promote {{ params.model_name }} on endpoint {{ params.endpoint_name }}?",
-        # a Markdown string (the HITL body must be text): what is promoted, the verdicts, the traffic now
+        # a Markdown string (the HITL body must be text): what is promoted, the verdicts, the traffic now;
+        # the operator adds the deadline, after which Airflow answers Reject
         body="{{ ti.xcom_pull(task_ids='promote')['approval_markdown'] }}",
+        timeout_minutes="{{ params.approval_timeout_minutes }}",
+        rollout_task_id="promote",
     )
     continue_promotion = RolloutOperator(
         task_id="continue_promotion",
@@ -379,6 +393,7 @@ with DAG(
     done = summary()
     profile >> promote >> branch >> [approve_promotion, no_approval_needed]
     approve_promotion >> continue_promotion >> [rollback_if_rejected, done]
+    rollback_if_rejected >> done  # a rejected or timed-out approval has its summary too, saying why
     no_approval_needed >> done
     [done, rollback_if_rejected, teardown_test_endpoint, teardown_stress_endpoint] >> release_endpoint
     release_endpoint.as_teardown(setups=claim_endpoint)

@@ -63,6 +63,8 @@ BAD = [
     ("profile_settings", {"duration": 5}, "'duration' was unexpected"),
     ("smoke_checks", {"sample_answers": "error"}, "'error' is not one of"),
     ("smoke_checks", {"sample_answer": "fail"}, "'sample_answer' was unexpected"),
+    ("approval_timeout_minutes", 0, "less than or equal to the minimum"),
+    ("approval_timeout_minutes", "a day", "is not of type 'number'"),
 ]
 
 

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from deployflow.hooks.ml_platform import DEFAULT_CONN_ID
+from deployflow.rollout.release import ROLLED_BACK
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,10 @@ def keys_command(endpoint: str | None, conn_id: str) -> str | None:
 
 def realtime_summary(ti: Any, *, conn_id: str = DEFAULT_CONN_ID) -> dict[str, Any]:
     """Collect the stages' XCom results (references and figures, no secrets) and log them."""
-    rollout = ti.xcom_pull(task_ids="continue_promotion") or ti.xcom_pull(task_ids="promote") or {}
+    rolled_back = ti.xcom_pull(task_ids="rollback_if_rejected") or {}
+    if rolled_back.get("status") != ROLLED_BACK:  # rejected, or timed out at the approval: its report, with why
+        rolled_back = {}
+    rollout = rolled_back or ti.xcom_pull(task_ids="continue_promotion") or ti.xcom_pull(task_ids="promote") or {}
     profile = ti.xcom_pull(task_ids="profile") or {}
     stress = ti.xcom_pull(task_ids="stress_test") or {}
     validation = ti.xcom_pull(task_ids="validate") or {}
@@ -33,6 +37,7 @@ def realtime_summary(ti: Any, *, conn_id: str = DEFAULT_CONN_ID) -> dict[str, An
         "deployment": rollout.get("new"),
         "replaced": rollout.get("old"),
         "rollout": rollout.get("status"),
+        "rollout_reason": rollout.get("reason"),
         "rollout_decisions": [f"step {d['step_index'] + 1}: {d['outcome']}" for d in rollout.get("decisions", [])],
         "decision_record": rollout.get("decision_record"),
         "rollout_timeline": rollout.get("timeline_path"),

@@ -1,10 +1,11 @@
 """The real-time DAG in a real Airflow, as its users meet it: runs side by side, a person's answer, a killed task.
 
 One Airflow deployment parses the repository's ``dags/`` and talks to one real local runtime.
-Four production endpoints start as a user's would: ``blue`` serving the sample model at 100 %.
+Five production endpoints start as a user's would: ``blue`` serving the sample model at 100 %.
 The ``story`` fixture triggers the runs together and plays the people and the accidents in
-the order they come: a SIGKILL of a promote task at 50/50, an Approve, a Reject and an
-approval marked failed in the UI. Each test then checks what one of them left behind.
+the order they come: a SIGKILL of a promote task at 50/50, an Approve, a Reject, an
+approval marked failed in the UI and one nobody answers. Each test then checks what one of
+them left behind.
 """
 
 from __future__ import annotations
@@ -34,12 +35,18 @@ pytestmark = pytest.mark.slow
 BEFORE_THE_CLAIM = {"preflight", "validate", "claim_endpoint"}
 DAG_ID = "realtime_deployment"
 APPROVED, REJECTED, FAILED_APPROVAL, KILLED = "e2e-approved", "e2e-rejected", "e2e-unanswered", "e2e-killed"
+TIMED_OUT = "e2e-timed-out"
 #: the endpoints' names by the run that promotes to them; the third run shares APPROVED's
-ENDPOINTS = {"approved": APPROVED, "rejected": REJECTED, "failed_approval": FAILED_APPROVAL, "killed": KILLED}
+ENDPOINTS = {"approved": APPROVED, "rejected": REJECTED, "failed_approval": FAILED_APPROVAL, "killed": KILLED,
+             "timed_out": TIMED_OUT}  # fmt: skip
+ASKING = ("approved", "rejected", "failed_approval", "timed_out")
+#: the timed-out run's approval_timeout_minutes: 15 s, well after the task is parked (see _parked)
+APPROVAL_TIMEOUT_MIN = 0.25
 # The gates judge errors only: latency on a 2-core machine shared with other test suites is noise
 # here (a 4 s p99 was seen), and what is under test is the approval, the claim and the resume.
 ERRORS_ONLY = {**QUICK["rollout_plan"]["gates"], "max_p99_ms": 60_000, "max_p99_ratio": 100.0}
 APPROVAL_PLAN = {**QUICK["rollout_plan"], "steps": ["traffic 10% 3s", "approve", "traffic 100%"], "gates": ERRORS_ONLY}
+UNANSWERED = {"approval": True, "rollout_plan": APPROVAL_PLAN, "approval_timeout_minutes": APPROVAL_TIMEOUT_MIN}
 # Long enough at 50 % to be killed in, short enough that the retry's window (judged again) is cheap.
 KILL_PLAN = {**QUICK["rollout_plan"], "steps": ["traffic 50% 20s", "traffic 100%"], "gates": ERRORS_ONLY}
 # One profile candidate: the profile is not under test here, and each candidate costs every run a deployment.
@@ -96,6 +103,8 @@ def airflow(tmp_path_factory: pytest.TempPathFactory, runtime: RuntimeProcess) -
             # the DAG files do not change: parsed once, not every 10 s on a busy 2-core machine
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
             "DEPLOYFLOW_ENV_CACHE": str(ENV_CACHE),
+            # the scheduler's sweep of approvals past their deadline: every 2 s, not 15
+            "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2",
             "DEPLOYFLOW_REPORTS_DIR": str(reports),
         }
         with RealAirflow(tmp_path_factory.mktemp("e2e-airflow") / "home", DAGS_FOLDER, env=env) as deployment:
@@ -105,7 +114,7 @@ def airflow(tmp_path_factory: pytest.TempPathFactory, runtime: RuntimeProcess) -
 
 @pytest.fixture(scope="module")
 def production(client: LocalRuntimeClient, second_version: Path) -> list[str]:  # noqa: F811
-    """The four endpoints, each with a ``blue`` deployment of diabetes:1 on its way; their names.
+    """The five endpoints, each with a ``blue`` deployment of diabetes:1 on its way; their names.
 
     Asked for before Airflow starts, so the blue replicas come up while it does.
     """
@@ -143,9 +152,10 @@ def story(
         "failed_approval": airflow.trigger(
             DAG_ID, {**new_version, "endpoint_name": FAILED_APPROVAL, "approval": True, "rollout_plan": APPROVAL_PLAN}
         ),
+        "timed_out": airflow.trigger(DAG_ID, {**new_version, **UNANSWERED, "endpoint_name": TIMED_OUT}),
     }
     told = Story(runs, before)
-    waiting = {"killed", "approved", "rejected", "failed_approval"}
+    waiting = {"killed", *ASKING}
     _wait_for_claim(airflow, runs["approved"])
     # right after the first claimed the endpoint, for the same endpoint; refused at its test deployment
     # (a GPU the runtime has not), so it ends soon after its turn came, without touching production
@@ -214,6 +224,8 @@ def _act(
         airflow.answer_hitl(DAG_ID, run, "approve_promotion", ["Approve"])
     elif role == "rejected":
         airflow.answer_hitl(DAG_ID, run, "approve_promotion", ["Reject"])
+    elif role == "timed_out":
+        pass  # nobody answers
     else:  # as a person would in the UI: the approval task marked failed
         airflow.request(
             "PATCH", f"/dags/{DAG_ID}/dagRuns/{run}/taskInstances/approve_promotion", json={"new_state": "failed"}
@@ -225,15 +237,18 @@ def _act(
 
 
 def test_the_approval_asks_in_readable_markdown_naming_the_model_endpoint_and_traffic(story: Story) -> None:
-    for role, endpoint in (("approved", APPROVED), ("rejected", REJECTED), ("failed_approval", FAILED_APPROVAL)):
-        asked = story.asked[role]
-        assert asked["subject"] == f"Promote diabetes on endpoint {endpoint}?"
-        assert asked["options"] == ["Approve", "Reject"]
+    for role in ASKING:
+        endpoint, asked = ENDPOINTS[role], story.asked[role]
+        assert asked["subject"].startswith(f"Promote diabetes on endpoint {endpoint}? (no answer by "), asked
+        assert asked["subject"].endswith(" UTC: rejected)"), asked
+        assert asked["options"] == ["Approve", "Reject"] and asked["defaults"] == ["Reject"]
         body = asked["body"]
         assert isinstance(body, str) and not body.startswith("{"), body
         assert f"**Model diabetes:2** is rolling out on endpoint **{endpoint}** as deployment `green`" in body
         assert "Traffic now: blue 90 %, green 10 %." in body, body
         assert "| 1 | pass |" in body, "the 10 % step's gate verdict"
+        within = "15 s" if role == "timed_out" else "24 h"
+        assert f"**Answer within {within}, by " in body and "the rollout is **rejected** and rolled back" in body
         assert story.traffic_when_asked[role] == {"blue": 90, "green": 10}
 
 
@@ -250,6 +265,9 @@ def test_an_approved_rollout_completes_and_a_rejected_one_leaves_the_endpoint_as
     rejected = _states(airflow.task_instances(DAG_ID, story.runs["rejected"]))
     assert rejected["continue_promotion"] == "skipped" and rejected["rollback_if_rejected"] == "success", rejected
     assert rejected["release_endpoint"] == "success", rejected
+    summary = _xcom(airflow, story.runs["rejected"], "summary")
+    assert summary["rollout"] == "rolled_back", summary
+    assert summary["rollout_reason"] == "rejected by admin; rolled back to blue, green removed", summary
     assert_as_before(client, story, REJECTED)
 
 
@@ -317,6 +335,35 @@ def test_an_approval_marked_failed_leaves_the_endpoint_as_before_through_release
     assert states["rollback_if_rejected"] != "success", "the rollback is release_endpoint's here"
     assert states["release_endpoint"] == "success", states
     assert_as_before(client, story, FAILED_APPROVAL)
+
+
+def test_an_approval_nobody_answers_is_rejected_at_its_deadline_and_leaves_the_endpoint_as_before(
+    airflow: RealAirflow, client: LocalRuntimeClient, story: Story
+) -> None:
+    run = story.runs["timed_out"]
+    airflow.wait_for(DAG_ID, run, {"success"}, timeout=RUN_TIMEOUT_S)
+
+    states = _states(airflow.task_instances(DAG_ID, run))
+    assert states["approve_promotion"] == "success" and states["continue_promotion"] == "skipped", states
+    assert states["rollback_if_rejected"] == states["summary"] == states["release_endpoint"] == "success", states
+    answered = airflow.hitl_details(DAG_ID, run, "approve_promotion")
+    assert answered["chosen_options"] == ["Reject"] and answered["responded_by_user"] is None, answered
+    waited = (_at(answered["responded_at"]) - _at(answered["created_at"])).total_seconds()
+    assert 60 * APPROVAL_TIMEOUT_MIN <= waited < 60 * APPROVAL_TIMEOUT_MIN + 30, f"answered by default after {waited} s"
+    answer = _xcom(airflow, run, "approve_promotion")
+    assert answer["timed_out"] is True and answer["timeout_s"] == 60 * APPROVAL_TIMEOUT_MIN, answer
+    summary = _xcom(airflow, run, "summary")
+    assert summary["rollout"] == "rolled_back", summary
+    assert summary["rollout_reason"] == (
+        "timed out: nobody answered the approval within 15 s, so it was rejected by default; "
+        "rolled back to blue, green removed"
+    ), summary
+    record = json.loads(Path(summary["decision_record"]).read_text())
+    assert record["outcome"] == "rolled_back" and record["reason"].startswith("timed out"), record
+    assert [e["kind"] for e in record["events"]][-3:] == ["approval", "approval", "rollback"], record["events"]
+    assert record["events"][-1]["traffic"] == {"blue": 100}
+    assert "rolled back" in Path(summary["rollout_timeline"]).read_text().lower()
+    assert_as_before(client, story, TIMED_OUT)
 
 
 # --- 4. kill -9 of the promote task -----------------------------------------------------------

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 log = logging.getLogger("tests.release")
 SAMPLE = ModelPackage.load(SAMPLE_MODEL)
 APPROVAL_PLAN = {
-    "steps": ["traffic 10% 2s", "approve", "traffic 100%"],
+    "steps": ["traffic 10% 2s", "approve timeout 600s", "traffic 100%"],
     "gates": {"min_requests": 20, "max_p99_ratio": 3.0},
     "old_deployment_delete_after_s": 7,
 }
@@ -122,6 +122,7 @@ def test_a_release_stops_at_an_approval_and_a_second_one_goes_on_from_the_traffi
     assert paused.finish is None and plans.asked == [True]  # a compute pool: told it is on Kubernetes
     assert paused.report["status"] == AWAITING_APPROVAL and paused.report["old"] == "blue"
     assert paused.report["question"].startswith("Continue rolling out green on endpoint rel-approve?")
+    assert paused.report["approval_timeout_s"] == 600, "the step's own timeout, for the approval task"
     assert [d["outcome"] for d in paused.report["decisions"]] == ["pass"]
     assert client.get_endpoint("rel-approve")["traffic"] == {"blue": 90, "green": 10}
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from datetime import datetime, timedelta
 
+from deployflow.rollout.record import DecisionRecord, close_record
 from deployflow.rollout.timeline import render_timeline_html, timeline_svg
 from tests.rollout.records import bake_failure, completed, rolled_back_at_mirror
 
@@ -106,3 +108,22 @@ def test_names_from_the_record_are_escaped() -> None:
 
     assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
     drawn(record)
+
+
+def test_a_record_paused_at_an_approval_is_ended_by_the_rollback_another_task_did() -> None:
+    record = DecisionRecord("diabetes", "green", "blue", "diabetes:2")
+    record.event("traffic", "endpoint diabetes: traffic {blue: 90, green: 10}", traffic={"blue": 90, "green": 10})
+    record.event("approval", "asked: Continue rolling out green?")
+    document = record.to_dict()
+    answered = (datetime.fromisoformat(document["started_at"]) + timedelta(seconds=30)).isoformat()
+
+    close_record(document, [("approval", "answered: rejected (timed out)", None, answered),
+                            ("rollback", "endpoint diabetes: traffic {blue: 100}", {"blue": 100}, None)],
+                 "rolled_back")  # fmt: skip
+
+    assert document["outcome"] == "rolled_back" and document["ended_at"]
+    assert [e["kind"] for e in document["events"]] == ["traffic", "approval", "approval", "rollback"]
+    assert document["events"][2]["t_s"] == 30.0, "the answer at the time it was given, on the record's clock"
+    svg = drawn(document)
+    assert len(by_class(svg, "line", "rollback")) == 1
+    assert "rolled_back" in render_timeline_html(document)

@@ -9,15 +9,18 @@ endpoint really is.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from deployflow.operators.approval import duration_text
 from deployflow.operators.base import MLPlatformOperator, rendered_json
 from deployflow.operators.claim import run_label
 from deployflow.packages import ModelPackage
@@ -26,7 +29,7 @@ from deployflow.reports import report_path, write_atomically, write_json
 from deployflow.rollout import ApprovalStep, Finish, RolloutPlan, RolloutPlanError, RolloutStateError, load_plan
 from deployflow.rollout.controller import RolloutState
 from deployflow.rollout.ledger import Ledger, read_ledger, write_ledger
-from deployflow.rollout.record import DecisionRecord
+from deployflow.rollout.record import DecisionRecord, close_record
 from deployflow.rollout.release import (
     AWAITING_APPROVAL,
     ROLLED_BACK,
@@ -294,10 +297,13 @@ class RolloutOperator(MLPlatformOperator):
 
 
 class RollBackRejectedRolloutOperator(MLPlatformOperator):
-    """Roll back a rollout a person rejected: all traffic to the old deployment, the new one removed.
+    """Roll back a rollout a person rejected, or nobody approved in time: all traffic to the old
+    deployment, the new one removed.
 
     Reads the rollout's summary (``rollout_task_id``) and the answer (``approval_task_id``); does
-    nothing when no one was asked or the answer was Approve.
+    nothing when no one was asked or the answer was Approve. Returns the rollout's report with
+    ``status`` ``rolled_back`` and the ``reason`` (who rejected it, or that the approval timed
+    out), and ends the rollout's decision record with the answer and the rollback.
     """
 
     template_fields: Sequence[str] = (*MLPlatformOperator.template_fields, "rollout_task_id", "approval_task_id")
@@ -307,18 +313,47 @@ class RollBackRejectedRolloutOperator(MLPlatformOperator):
         self.rollout_task_id = rollout_task_id
         self.approval_task_id = approval_task_id
 
-    def execute(self, context: Context) -> str:
+    def execute(self, context: Context) -> dict[str, Any]:
         answer = context["ti"].xcom_pull(task_ids=self.approval_task_id)
         summary = context["ti"].xcom_pull(task_ids=self.rollout_task_id) or {}
         if not answer or summary.get("status") != AWAITING_APPROVAL:
             self.log.info("no approval was asked for; nothing to roll back")
-            return "nothing to do"
+            return {"status": "not_asked"}
         if (answer.get("chosen_options") or []) == ["Approve"]:
             self.log.info("the rollout was approved; nothing to roll back")
-            return "approved"
-        roll_back(self.platform, summary["endpoint_name"], summary["new"], summary["old"], self.log)
-        write_ledger(self.platform, summary["endpoint_name"], None)
-        return ROLLED_BACK
+            return {"status": "approved"}
+        endpoint, new, old = summary["endpoint_name"], summary["new"], summary["old"]
+        reason = rejection_reason(answer)
+        self.log.warning("endpoint %s: rollout of %s %s; rolling back to %s", endpoint, new, reason, old)
+        roll_back(self.platform, endpoint, new, old, self.log)
+        write_ledger(self.platform, endpoint, None)
+        if summary.get("decision_record"):
+            answered_at = answer.get("responded_at")
+            self._close_record(summary, reason, answered_at if isinstance(answered_at, str) else None)
+        kept = {k: v for k, v in summary.items() if k not in ("approval_markdown", "question", "approval_timeout_s")}
+        asked = {k: answer.get(k) for k in ("chosen_options", "responded_by_user", "timed_out")}
+        return {**kept, "status": ROLLED_BACK, "reason": f"{reason}; rolled back to {old}, {new} removed",
+                "approval": asked}  # fmt: skip
+
+    def _close_record(self, summary: dict[str, Any], reason: str, answered_at: str | None) -> None:
+        path = Path(summary["decision_record"])
+        document = json.loads(path.read_text())
+        endpoint, new, old = summary["endpoint_name"], summary["new"], summary["old"]
+        line = f"endpoint {endpoint}: traffic {{{old}: 100}}, mirror {{}} (rolling back, {new} removed: {reason})"
+        close_record(document, [("approval", f"answered: rejected ({reason})", None, answered_at),
+                                ("rollback", line, {old: 100}, None)], ROLLED_BACK)  # fmt: skip
+        document["reason"] = reason
+        write_json(path, document)
+        write_atomically(path.with_suffix(".html"), render_timeline_html(document))
+
+
+def rejection_reason(answer: dict[str, Any]) -> str:
+    """Why a rollout was not approved, in the words of the record and the log."""
+    if answer.get("timed_out"):
+        within = f" within {duration_text(timedelta(seconds=answer['timeout_s']))}" if answer.get("timeout_s") else ""
+        return f"timed out: nobody answered the approval{within}, so it was rejected by default"
+    who = (answer.get("responded_by_user") or {}).get("name")
+    return f"rejected by {who}" if who else "rejected"
 
 
 def approval_markdown(report: dict[str, Any], *, state_now: Any) -> str:

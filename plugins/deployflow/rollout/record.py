@@ -116,3 +116,24 @@ class DecisionRecord:
             "events": self.events,
             "windows": self.windows,
         }
+
+
+def close_record(
+    document: dict[str, Any], events: list[tuple[str, str, dict[str, int] | None, str | None]], outcome: str
+) -> None:
+    """End a record written by a task that has finished, with what happened after it: ``(kind, line,
+    traffic, at)`` events (an approval answered, a rollback done by another task; ``at`` an ISO time,
+    None for now) and the outcome.
+
+    Their ``t_s`` count from the record's ``started_at`` on the wall clock (the writer's monotonic
+    clock is gone with its process).
+    """
+    started = datetime.fromisoformat(document["started_at"])
+    for kind, line, traffic, at in events:
+        when = datetime.fromisoformat(at) if at else datetime.now(UTC)
+        document.setdefault("events", []).append(
+            {"t_s": round((when - started).total_seconds(), 3), "at": when.isoformat(timespec="milliseconds"),
+             "kind": kind, "traffic": traffic, "mirror": {} if traffic is not None else None, "line": line}
+        )  # fmt: skip
+    document["outcome"], document["ended_at"] = outcome, _now()
+    document["duration_s"] = round((datetime.now(UTC) - started).total_seconds(), 3)

@@ -171,7 +171,8 @@ class Release:
             on_decision=on_decision,
         )
         if progress.finish is None:
-            return ReleaseOutcome(self.report(AWAITING_APPROVAL, progress.state, question=progress.question))
+            return ReleaseOutcome(self.report(AWAITING_APPROVAL, progress.state, question=progress.question,
+                                              approval_timeout_s=progress.approval_timeout_s))  # fmt: skip
         return ReleaseOutcome(self.report(COMPLETED, progress.state), finish=progress.finish)
 
     def _live_metrics(self) -> LiveMetrics | None:

@@ -54,6 +54,8 @@ class RolloutProgress:
     state: RolloutState
     finish: Finish | None = None
     question: str | None = None
+    #: the approval step's own timeout, when the plan gave one (``approve timeout 3600s``)
+    approval_timeout_s: float | None = None
     traffic_changes: list[str] = field(default_factory=list)
 
     def decisions(self) -> list[dict[str, Any]]:
@@ -162,7 +164,7 @@ def drive_rollout(
                 on_decision(progress.state)
         elif isinstance(action, AskApproval):
             if approval is None:
-                progress.question = action.question
+                progress.question, progress.approval_timeout_s = action.question, action.timeout_s
                 record.event("approval", f"asked: {action.question}")
                 return progress
             progress.state = progress.state.record_approval(action.step_index, approval)
