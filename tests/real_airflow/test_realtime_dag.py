@@ -51,6 +51,9 @@ UNANSWERED = {"approval": True, "rollout_plan": APPROVAL_PLAN, "approval_timeout
 KILL_PLAN = {**QUICK["rollout_plan"], "steps": ["traffic 50% 20s", "traffic 100%"], "gates": ERRORS_ONLY}
 # One profile candidate: the profile is not under test here, and each candidate costs every run a deployment.
 ONE_CANDIDATE = {"candidates": QUICK["candidates"][-1:]}
+# Five runs' stress tests at once beside the rest of the suite: a 3 s stress test's p99 (its slowest
+# request or so) passed 200 ms there. The stress test is not under test here either: latency loosened.
+LOOSE_SLO = {"slo": {**QUICK["slo"], "latency_ms": 5_000}}
 NO_SUCH_GPU = {"cpu": 1, "memory_gb": 1, "gpu": 1}
 STORY_TIMEOUT_S = 480
 RUN_TIMEOUT_S = 300
@@ -140,7 +143,7 @@ def story(
         client.set_traffic(endpoint, {"blue": 100})
     before = {endpoint: client.get_endpoint(endpoint) for endpoint in production}
 
-    new_version = {**QUICK, **ONE_CANDIDATE, "package_path": str(second_version)}
+    new_version = {**QUICK, **ONE_CANDIDATE, **LOOSE_SLO, "package_path": str(second_version)}
     runs = {
         "killed": airflow.trigger(DAG_ID, {**new_version, "endpoint_name": KILLED, "rollout_plan": KILL_PLAN}),
         "approved": airflow.trigger(
@@ -160,7 +163,7 @@ def story(
     # right after the first claimed the endpoint, for the same endpoint; refused at its test deployment
     # (a GPU the runtime has not), so it ends soon after its turn came, without touching production
     runs["third"] = airflow.trigger(
-        DAG_ID, {**QUICK, **ONE_CANDIDATE, "endpoint_name": APPROVED, "test_resources": NO_SUCH_GPU}
+        DAG_ID, {**QUICK, **ONE_CANDIDATE, **LOOSE_SLO, "endpoint_name": APPROVED, "test_resources": NO_SUCH_GPU}
     )
     deadline = time.monotonic() + STORY_TIMEOUT_S
     while waiting or told.approved_endpoint_when_done is None:
