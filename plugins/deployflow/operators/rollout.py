@@ -260,7 +260,10 @@ class RolloutOperator(MLPlatformOperator):
 
     def _finish(self, context: Context, action: Finish, summary: dict[str, Any]) -> dict[str, Any]:
         context["ti"].xcom_push(key="rollout", value=summary)
-        if action.delete_old_after_s > 0:
+        if action.delete_old_after_s > 0 and self.platform.dry_run:
+            self.platform.assume(f"endpoint {self.endpoint_name}: {action.old} deleted at once; a real run waits "
+                                 f"{action.delete_old_after_s:g} s")  # fmt: skip
+        elif action.delete_old_after_s > 0:
             self.log.info(
                 "endpoint %s: deployment %s will be deleted in %g s",
                 self.endpoint_name,
