@@ -59,7 +59,8 @@ class RolloutOperator(MLPlatformOperator):
     human-in-the-loop task can ask; run the operator again with ``approval_task_id`` (and
     ``resume_task_id``, the task that began the rollout) to go on.
     On an endpoint with no deployment yet (a first release) the new one takes all traffic
-    after its smoke test. Every traffic change is logged as one readable line.
+    after its smoke test. Every traffic change is logged as one readable line. In a dry run the
+    plan's steps are played with no scoring sent: each gate is "not judged" and taken as passed.
     """
 
     template_fields: Sequence[str] = (

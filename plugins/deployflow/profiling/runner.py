@@ -3,7 +3,8 @@
 The platform-facing half of profiling (the search and the recommendation are pure). Each
 candidate gets its own deployment with no traffic, is loaded through the endpoint's scoring
 URI pinned by the ``azureml-model-deployment`` header, and is deleted again whatever
-happens, so a failed or killed profile leaves no deployment behind.
+happens, so a failed or killed profile leaves no deployment behind. A dry run deploys and deletes
+each candidate too, sends no load and assumes the cheapest declared candidate.
 """
 
 from __future__ import annotations
