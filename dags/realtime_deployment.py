@@ -34,7 +34,8 @@ Which platform answers is the `ml_platform_conn_id` connection's business: `depl
 **preflight** runs first: the credential, the workspace, the computes, the instance types and
 the quota the run will need, checked before anything is created. With `dry_run` (Azure ML only)
 every request is built, checked against the REST specification and recorded, and none is sent;
-steps that call the scoring URI are skipped.
+scoring requests are recorded too, and what their answers would decide (smoke tests, stress test,
+profile, rollout gates) is "not judged (dry run)" or assumed, so the promotion's requests are listed.
 """
 
 from __future__ import annotations

@@ -116,3 +116,25 @@ def test_a_report_with_no_viable_candidate_still_renders() -> None:
     root = parse(render_html(report))
     assert len(root.findall(f".//{SVG}polyline[@class='p99']")) == 1
     assert "No configuration met the SLO" in render_html(report)
+
+
+def test_a_profile_that_could_not_measure_assumes_the_cheapest_declared_candidate_and_says_so() -> None:
+    from deployflow.profiling.report import assumed_report
+
+    candidates = [
+        Candidate("ds3", Resources(instance_type="Standard_DS3_v2")),  # 0.29 /h
+        Candidate("half-a", Resources(cpu=0.5, memory_gb=1), instance_count=2),  # 2 x 0.035 /h
+        Candidate("half-b", Resources(cpu=0.5, memory_gb=1), instance_count=2),  # the same price, declared later
+        Candidate("big", Resources(cpu=4, memory_gb=8)),
+    ]
+    report = assumed_report(
+        candidates, PRICES, SLO_50MS, target_rate=100, headroom=0.2, wall_time_s=0.5, why="not judged (dry run)"
+    )
+
+    chosen = report["recommendation"]
+    assert chosen["recommendedConfig"] == "half-a" and chosen["recommendedInstanceCount"] == 2
+    assert chosen["costPerHour"] == pytest.approx(0.07) and chosen["assumed"] is True
+    assert all(chosen[field] is None for field in V1_FIELDS)  # nothing was measured
+    assert report["reason"].startswith("not judged (dry run): assumed the cheapest declared candidate, half-a x 2")
+    assert report["loadSteps"] == 0 and [c["viable"] for c in report["candidates"]] == [None] * 4
+    assert "Recommended: half-a x 2" in render_html(report)  # the chart renders with no points

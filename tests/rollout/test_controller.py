@@ -252,3 +252,14 @@ def test_a_resumed_rollout_moves_on_after_the_step_it_found_instead_of_judging_i
     following = act(state, {"blue": 90, "green": 10})
     assert isinstance(following, SetTraffic)
     assert (following.step_index, following.traffic) == (2, {"blue": 50, "green": 50})
+
+
+def test_a_dry_runs_unjudged_gate_moves_the_rollout_on_as_a_pass_would_and_is_kept_as_such():
+    from deployflow.rollout.ledger import Ledger
+
+    not_judged = GateResult(Verdict.NOT_JUDGED, ("not judged (dry run): no probe traffic sent",))
+    state = RolloutState(PLAN).record_gate(0, not_judged)
+    assert state.phase is Phase.RUNNING and state.step_index == 1
+    assert act(state, {"blue": 100}, {"green": 20}) == act(passed(0), {"blue": 100}, {"green": 20})
+    ledger = Ledger("realtime_deployment/dry", "green", "blue", "diabetes:2", state.history)
+    assert Ledger.decode(ledger.encode()).decisions[0].outcome == "not judged"

@@ -7,7 +7,9 @@ simulated workspace keeps its state in the same folder, so every task of a run, 
 triggers that wait for it, see what earlier tasks "created". Computes the workspace does not hold
 are assumed to be attached Kubernetes clusters that define whatever instance type is asked for;
 the report lists each assumption. Calls to a scoring URI (smoke tests, load, probes) are recorded
-and not sent: the task that makes them is skipped.
+and not sent (``scoring_not_sent``): the operators then go on with the platform calls and say that
+what the answers would have decided was not judged, or was assumed. A scoring call made some other
+way is still recorded and skips its task, so nothing can reach a scoring URI.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 REQUESTS_FILE = "requests.jsonl"
+#: what the dry run could not know and assumed instead (a compute, a profile's choice, a gate's verdict)
+ASSUMPTIONS_FILE = "assumptions.jsonl"
 STATE_FILE = "workspace.json"
 MASK = "***"
 # names of fields and variables whose values are never written: keys, secrets, tokens, SAS signatures
@@ -117,6 +121,21 @@ class DryRunWorkspace(SimulatedWorkspace):
             self._append(entry)
         log.info("dry run, not sent: %s %s %s (%s)", method, url, json.dumps(entry["body"]), why)
 
+    def assume(self, line: str) -> None:
+        """Write down something the dry run could not know and assumed (the report of what a real run
+        might do differently)."""
+        with self._locked():
+            self._assumed(line)
+
+    def assumptions(self) -> list[dict[str, Any]]:
+        """Every assumption written so far, oldest first, with the task that made it."""
+        path = self.folder / ASSUMPTIONS_FILE
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+    def _assumed(self, line: str) -> None:
+        log.warning("dry run assumes: %s", line)
+        self._append({"assumed": line}, self.folder / ASSUMPTIONS_FILE)
+
     def assumed_computes(self) -> dict[str, list[str]]:
         """Computes the dry run assumed, with the instance types the run asked of each."""
         with self._locked():
@@ -145,9 +164,9 @@ class DryRunWorkspace(SimulatedWorkspace):
         return super()._offers_instance_type(compute, instance_type)
 
     def _assume_compute(self, name: str) -> None:
-        log.warning(
-            "dry run: compute %s is assumed to be an attached Kubernetes cluster (the real workspace is not read)",
-            name,
+        self._assumed(
+            f"compute {name} is an attached Kubernetes cluster that defines every instance type asked of it "
+            "(the real workspace is not read)"
         )
         cluster = (
             f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
@@ -224,9 +243,9 @@ class DryRunWorkspace(SimulatedWorkspace):
         for error in errors:
             log.error("dry run: the service would refuse %s %s: %s", sent.method, sent.path, error)
 
-    def _append(self, entry: dict[str, Any]) -> None:
+    def _append(self, entry: dict[str, Any], path: Path | None = None) -> None:
         context = {name: os.environ[variable] for name, variable in _TASK_CONTEXT.items() if variable in os.environ}
-        with self.requests_file.open("a") as out:
+        with (path or self.requests_file).open("a") as out:
             out.write(json.dumps({**context, **entry}) + "\n")
 
     def definition_for(self, sent: Sent) -> str | None:
@@ -246,7 +265,10 @@ _ASSUMED = "assumed by the dry run: the real workspace was not read"
 
 class DryRunAzureMLPlatform(AzureMLPlatform):
     """The Azure ML backend over a dry run's simulated workspace: control-plane calls are answered
-    there; a call to a scoring URI is recorded and skips the task."""
+    there; scoring requests are recorded by ``scoring_not_sent``, and any other call to a scoring URI
+    is recorded and skips the task."""
+
+    dry_run = True
 
     def __init__(self, ml_client: MLClient, workspace: DryRunWorkspace, *, retry: RetryPolicy | None = None) -> None:
         super().__init__(ml_client, retry=retry or RetryPolicy(attempts=1))
@@ -268,6 +290,28 @@ class DryRunAzureMLPlatform(AzureMLPlatform):
         self, endpoint: str, payload: Any, *, deployment: str | None = None, timeout_s: float = 30
     ) -> InvokeResult:
         self._not_sent(endpoint, payload, deployment=deployment, what="a scoring request")
+
+    def scoring_not_sent(self, endpoint: str, bodies: list[Any], *, deployment: str | None, what: str) -> str:
+        """Read the endpoint and its keys as a real client would (recorded), then record each body
+        to the scoring URI as not sent."""
+        uri = self.get_endpoint(endpoint).scoring_uri or f"(endpoint {endpoint} has no scoring URI)"
+        self.get_keys(endpoint)  # the key read a real client makes first; the simulated keys are not written
+        pinned = f", pinned to deployment {deployment}" if deployment else ""
+        for payload in bodies:
+            body = payload.decode() if isinstance(payload, bytes) else payload
+            self.workspace.record_not_sent("POST", uri, body, f"dry run: {what}{pinned}")
+        return (
+            f"dry run: not sent: {what} to endpoint {endpoint}{pinned} "
+            f"({len(bodies)} request(s) recorded in {self.workspace.requests_file})"
+        )
+
+    def assume(self, line: str) -> None:
+        """Put what the run assumed instead of measuring or judging into the dry run's report."""
+        self.workspace.assume(line)
+
+    def live_metrics(self) -> None:
+        """No metrics are read: Azure Monitor and Prometheus are outside the simulated workspace."""
+        return None
 
     def _not_sent(self, endpoint: str, payload: Any, *, deployment: str | None, what: str) -> NoReturn:
         from airflow.sdk.exceptions import AirflowSkipException  # the dry run stops the task, not the backend

@@ -14,6 +14,7 @@ from deployflow.checks import Check, Sample, Severity, parse_severities
 from deployflow.compare import DEFAULT_ABS_TOL, DEFAULT_REL_TOL
 from deployflow.operators.base import MLPlatformOperator, refused_requests_fail_the_task, rendered_json
 from deployflow.packages import ModelPackage, ModelPackageError
+from deployflow.platform.base import NOT_JUDGED
 from deployflow.platform.cleanup import remove_quietly
 from deployflow.platform.errors import PlatformError, PlatformNotFoundError
 from deployflow.platform.specs import (
@@ -271,6 +272,8 @@ class SmokeTestOperator(MLPlatformOperator):
         if not self.check_malformed_input:
             severities[Check.MALFORMED_REQUEST_4XX] = Severity.OFF
         target = f"{self.endpoint_name}/{self.deployment_name}"
+        if self.platform.dry_run:
+            return self._not_judged(target, samples)
         with refused_requests_fail_the_task():
             report = smoke_test_deployment(
                 self.platform, self.endpoint_name, self.deployment_name, samples,
@@ -293,6 +296,24 @@ class SmokeTestOperator(MLPlatformOperator):
             "samples": len(samples),
             "warnings": report.lines(report.warnings),
             "checks": report.to_dict(),
+        }
+
+    def _not_judged(self, target: str, samples: list[Sample]) -> dict[str, Any]:
+        """A dry run: the samples are recorded, not sent, and the task succeeds with no verdict."""
+        with refused_requests_fail_the_task():
+            line = self.platform.scoring_not_sent(
+                self.endpoint_name, [s.body for s in samples], deployment=self.deployment_name, what="smoke test"
+            )
+        self.platform.assume(f"smoke test of {target}: {NOT_JUDGED}; {len(samples)} sample(s) taken as answered right")
+        self.log.warning("smoke test of %s: %s; %s", target, NOT_JUDGED, line)
+        return {
+            "endpoint_name": self.endpoint_name,
+            "deployment_name": self.deployment_name,
+            "verdict": NOT_JUDGED,
+            "elapsed_ms": None,
+            "samples": len(samples),
+            "warnings": [],
+            "checks": None,
         }
 
 

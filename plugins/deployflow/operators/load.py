@@ -14,7 +14,7 @@ from deployflow.defaults import PROFILING_DEFAULTS_FILE
 from deployflow.loadtest import SLO, LoadResult, RequestSpec, Schedule, evaluate_slo, run_open_loop_refreshing
 from deployflow.operators.base import MLPlatformOperator, is_refusal, rendered_json
 from deployflow.packages import ModelPackage
-from deployflow.platform.base import MLPlatform
+from deployflow.platform.base import NOT_JUDGED, MLPlatform
 from deployflow.platform.cleanup import remove_quietly
 from deployflow.platform.contract import DEPLOYMENT_HEADER
 from deployflow.platform.errors import PlatformError
@@ -88,6 +88,11 @@ class StressTestOperator(MLPlatformOperator):
         slo, schedule = parse_slo(self.slo), stress_schedule(self.rate, self.duration_s, self.ramp)
         target = stress_target(self.endpoint_name, self.deployment_name)
         self.log.info("stress test of %s: %s, SLO p%g <= %g ms", target, schedule, slo.percentile, slo.latency_ms)
+        if self.platform.dry_run:
+            line = stress_not_sent(self.platform, self.endpoint_name, self.deployment_name, self.package_path,
+                                   what=f"stress load ({schedule_text(schedule)})")  # fmt: skip
+            self.log.warning("%s", line)
+            return stress_not_judged(target, "no load was sent")
 
         def request() -> tuple[RequestSpec, float | None]:
             # asked again before each slice of a load that outlasts the key (an aml_token expires)
@@ -97,6 +102,40 @@ class StressTestOperator(MLPlatformOperator):
         return judge_stress(
             self, context, result, slo, target, fail_on_breach=self.fail_on_breach, report_dir=self.report_dir
         )
+
+
+def stress_not_sent(
+    platform: MLPlatform, endpoint_name: str, deployment_name: str | None, package_path: str, what: str
+) -> str:
+    """A dry run's stress load: the sample request it would repeat is recorded, not sent, and the SLO
+    verdict is put down as assumed; the line saying so."""
+    body = ModelPackage.load(package_path).sample_request_body()
+    line = platform.scoring_not_sent(endpoint_name, [body], deployment=deployment_name, what=what)
+    target = stress_target(endpoint_name, deployment_name)
+    platform.assume(f"stress test of {target}: {NOT_JUDGED}; {what} not sent, the SLO taken as met")
+    return line
+
+
+def schedule_text(schedule: Schedule) -> str:
+    """A schedule in a line: "50 requests/s for 20 s", its steps joined by "then"."""
+    return ", then ".join(f"{step.rate:g} requests/s for {step.duration_s:g} s" for step in schedule.steps)
+
+
+def stress_not_judged(target: str, why: str) -> dict[str, Any]:
+    """The stress summary of a dry run: no numbers, no verdict, and why."""
+    return {
+        "target": target,
+        "passed": None,
+        "verdict": NOT_JUDGED,
+        "reasons": [f"{NOT_JUDGED}: {why}"],
+        "requested_rate": None,
+        "achieved_rate": None,
+        "success_rate": None,
+        "p50_ms": None,
+        "p95_ms": None,
+        "p99_ms": None,
+        "report_path": None,
+    }
 
 
 def stress_schedule(rate: Any, duration_s: Any, ramp: Any) -> Schedule:

@@ -59,7 +59,8 @@ class RolloutOperator(MLPlatformOperator):
     human-in-the-loop task can ask; run the operator again with ``approval_task_id`` (and
     ``resume_task_id``, the task that began the rollout) to go on.
     On an endpoint with no deployment yet (a first release) the new one takes all traffic
-    after its smoke test. Every traffic change is logged as one readable line.
+    after its smoke test. Every traffic change is logged as one readable line. In a dry run the
+    plan's steps are played with no scoring sent: each gate is "not judged" and taken as passed.
     """
 
     template_fields: Sequence[str] = (
@@ -260,7 +261,10 @@ class RolloutOperator(MLPlatformOperator):
 
     def _finish(self, context: Context, action: Finish, summary: dict[str, Any]) -> dict[str, Any]:
         context["ti"].xcom_push(key="rollout", value=summary)
-        if action.delete_old_after_s > 0:
+        if action.delete_old_after_s > 0 and self.platform.dry_run:
+            self.platform.assume(f"endpoint {self.endpoint_name}: {action.old} deleted at once; a real run waits "
+                                 f"{action.delete_old_after_s:g} s")  # fmt: skip
+        elif action.delete_old_after_s > 0:
             self.log.info(
                 "endpoint %s: deployment %s will be deleted in %g s",
                 self.endpoint_name,

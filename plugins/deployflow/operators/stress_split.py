@@ -27,10 +27,22 @@ from deployflow.loadtest.split import (
     run_part,
 )
 from deployflow.operators.base import MLPlatformOperator, rendered_json
-from deployflow.operators.load import judge_stress, parse_slo, stress_request, stress_schedule, stress_target
+from deployflow.operators.load import (
+    judge_stress,
+    parse_slo,
+    schedule_text,
+    stress_not_judged,
+    stress_not_sent,
+    stress_request,
+    stress_schedule,
+    stress_target,
+)
+from deployflow.platform.base import NOT_JUDGED
 from deployflow.ui.links import StressReportLink
 
 _SCHEDULE_FIELDS = ("rate", "duration_s", "ramp")
+#: a part's key saying its load was recorded, not sent (a dry run)
+NOT_SENT = "not_sent"
 
 
 def _number(value: Any, default: float, what: str) -> float:
@@ -132,6 +144,11 @@ class StressTestPartOperator(MLPlatformOperator):
         except ValueError as e:
             raise AirflowFailException(f"stress load part: {e}") from e
         schedule = stress_schedule(self.rate, self.duration_s, self.ramp)
+        if self.platform.dry_run:
+            what = f"stress load part {part.index + 1} of {part.parts} (its share of {schedule_text(schedule)})"
+            line = stress_not_sent(self.platform, self.endpoint_name, self.deployment_name, self.package_path, what)
+            self.log.warning("%s", line)
+            return {"index": part.index, "parts": part.parts, NOT_SENT: line}
         # One part's share of the load, sent with one key: a part longer than an aml_token lives is not sliced.
         request, _until = stress_request(self.platform, self.endpoint_name, self.deployment_name, self.package_path)
         self.log.info(
@@ -190,8 +207,14 @@ class StressTestVerdictOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         slo = parse_slo(self.slo)
+        parts = list(self.parts or [])
+        target = stress_target(self.endpoint_name, self.deployment_name)
+        if any(NOT_SENT in part for part in parts):  # a dry run: no part sent its load
+            self.log.warning("stress test of %s: %s (%d part(s), no load sent)", target, NOT_JUDGED, len(parts))
+            return {**stress_not_judged(target, f"{len(parts)} load part(s), none sent"), "parts": parts,
+                    "late_parts": []}  # fmt: skip
         try:
-            outcome = merge_parts(list(self.parts or []), tolerance_ms=self.start_tolerance_ms)
+            outcome = merge_parts(parts, tolerance_ms=self.start_tolerance_ms)
         except ValueError as e:
             raise AirflowFailException(f"stress load parts cannot be merged: {e}") from e
         split = outcome.to_dict()
@@ -200,7 +223,7 @@ class StressTestVerdictOperator(BaseOperator):
             context,
             outcome.result,
             slo,
-            stress_target(self.endpoint_name, self.deployment_name),
+            target,
             fail_on_breach=self.fail_on_breach,
             report_dir=self.report_dir,
             extra={"split": split},

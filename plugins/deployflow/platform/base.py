@@ -19,6 +19,9 @@ from deployflow.platform.specs import (
     ModelRef,
 )
 
+#: what a dry run says of a check, gate or measurement whose answers it did not send for
+NOT_JUDGED = "not judged (dry run)"
+
 
 class MLPlatform(ABC):
     """Azure ML or the local runtime, behind the same calls.
@@ -29,6 +32,9 @@ class MLPlatform(ABC):
 
     #: short name for logs: "azureml" or "local"
     kind: str
+    #: a dry run's platform: control-plane calls are answered by a simulated workspace and recorded,
+    #: the scoring URI is never called (see ``scoring_not_sent``)
+    dry_run: bool = False
 
     # models
     @abstractmethod
@@ -116,6 +122,15 @@ class MLPlatform(ABC):
         """``scoring_headers``, and until when (seconds since the epoch) they may be used: a load that
         runs past it asks again (an Azure ML aml_token expires); None when they do not expire."""
         return self.scoring_headers(endpoint), None
+
+    def scoring_not_sent(self, endpoint: str, bodies: list[Any], *, deployment: str | None, what: str) -> str:
+        """A dry run's stand-in for scoring: the requests ``what`` would send to the endpoint (pinned to
+        ``deployment``) are recorded, not sent; returns the line saying so. Only a dry run has it."""
+        raise PlatformError(f"the {self.kind} platform sends its scoring requests; only a dry run records them")
+
+    def assume(self, line: str) -> None:
+        """A dry run's record of what it assumed where a real run measures or judges. Only a dry run has it."""
+        raise PlatformError(f"the {self.kind} platform measures and judges; only a dry run assumes")
 
     # batch scoring
     def submit_batch_job(self, spec: BatchJobSpec, *, storage_connection_string: str | None = None) -> BatchJobState:

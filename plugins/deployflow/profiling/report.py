@@ -8,11 +8,12 @@ met the SLO; latencies are that step's, in ms. The target rate is `targetQueries
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
 from deployflow.loadtest import SLO
-from deployflow.profiling.candidates import PriceTable
+from deployflow.profiling.candidates import Candidate, PriceTable
 from deployflow.profiling.chart import latency_chart
 from deployflow.profiling.recommend import CandidatePlan, Recommendation
 
@@ -47,20 +48,75 @@ def build_report(recommendation: Recommendation, slo: SLO, prices: PriceTable, *
     }
 
 
+def assumed_report(
+    candidates: Sequence[Candidate],
+    prices: PriceTable,
+    slo: SLO,
+    *,
+    target_rate: float,
+    headroom: float,
+    wall_time_s: float,
+    why: str,
+) -> dict[str, Any]:
+    """The report of a profile that could not measure (a dry run): the cheapest declared candidate, at
+    its own instance count, first in declared order on a tie; every number that needs load is null."""
+    costs = [prices.cost_per_hour(c) for c in candidates]
+    index = min(range(len(candidates)), key=lambda i: (costs[i], i))
+    chosen = candidates[index]
+    unmeasured = dict.fromkeys(_V1_FIELDS)
+    reason = (
+        f"{why}: assumed the cheapest declared candidate, {chosen.name} x {chosen.instance_count} "
+        f"({costs[index]:g} {prices.currency}/h); a real profile measures each and may choose another"
+    )
+    return {
+        "recommendation": {
+            "recommendedConfig": chosen.name,
+            "recommendedCpu": chosen.resources.cpu,
+            "recommendedMemoryInGB": chosen.resources.memory_gb,
+            "recommendedGpu": chosen.resources.gpu,
+            "recommendedInstanceType": chosen.resources.instance_type,
+            "recommendedWorkerCount": chosen.worker_count,
+            "recommendedInstanceCount": chosen.instance_count,
+            **unmeasured,
+            "costPerHour": _round(costs[index]),
+            "assumed": True,
+        },
+        "reason": reason,
+        "assumed": True,
+        "slo": asdict(slo),
+        "targetQueriesPerSecond": target_rate,
+        "headroom": headroom,
+        "plannedQueriesPerSecond": round(target_rate * (1 + headroom), 3),
+        "currency": prices.currency,
+        "wallTimeSeconds": round(wall_time_s, 3),
+        "loadSteps": 0,
+        "candidates": [
+            {"name": c.name, "resources": c.resources.to_dict(), "workerCount": c.worker_count,
+             "instanceCountTested": c.instance_count, "viable": None, "reason": "not measured (dry run)",
+             "maxSustainableQueriesPerSecondPerInstance": None, "instanceCount": c.instance_count,
+             "costPerHour": _round(cost), **unmeasured, "steps": []}
+            for c, cost in zip(candidates, costs, strict=True)
+        ],
+    }  # fmt: skip
+
+
+_V1_FIELDS = (
+    "latencyPercentile50InMs",
+    "latencyPercentile90InMs",
+    "latencyPercentile95InMs",
+    "latencyPercentile99InMs",
+    "measuredQueriesPerSecond",
+    "requestedQueriesPerSecond",
+    "successRate",
+    "cpuUsed",
+    "memoryUsedInGB",
+)
+
+
 def _v1_fields(plan: CandidatePlan) -> dict[str, Any]:
     step = plan.sustainable_step
     if step is None:
-        return {
-            "latencyPercentile50InMs": None,
-            "latencyPercentile90InMs": None,
-            "latencyPercentile95InMs": None,
-            "latencyPercentile99InMs": None,
-            "measuredQueriesPerSecond": None,
-            "requestedQueriesPerSecond": None,
-            "successRate": None,
-            "cpuUsed": None,
-            "memoryUsedInGB": None,
-        }
+        return dict.fromkeys(_V1_FIELDS)
     lat = step.latency_ms
     return {
         "latencyPercentile50InMs": lat.p50,

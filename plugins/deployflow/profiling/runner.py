@@ -3,7 +3,8 @@
 The platform-facing half of profiling (the search and the recommendation are pure). Each
 candidate gets its own deployment with no traffic, is loaded through the endpoint's scoring
 URI pinned by the ``azureml-model-deployment`` header, and is deleted again whatever
-happens, so a failed or killed profile leaves no deployment behind.
+happens, so a failed or killed profile leaves no deployment behind. A dry run deploys and deletes
+each candidate too, sends no load and assumes the cheapest declared candidate.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from functools import partial
 from typing import Any
 
 from deployflow.loadtest import SLO, RequestSpec
-from deployflow.platform.base import MLPlatform
+from deployflow.platform.base import NOT_JUDGED, MLPlatform
 from deployflow.platform.cleanup import removed_afterwards
 from deployflow.platform.contract import DEPLOYMENT_HEADER
 from deployflow.platform.errors import PlatformError
@@ -24,7 +25,7 @@ from deployflow.platform.specs import DeploymentSpec, ModelRef, RequestSettings
 from deployflow.profiling.candidates import Candidate, PriceTable
 from deployflow.profiling.measure import open_loop_measure
 from deployflow.profiling.recommend import recommend
-from deployflow.profiling.report import build_report
+from deployflow.profiling.report import assumed_report, build_report
 from deployflow.profiling.search import SearchResult, find_max_sustainable_rate
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,10 @@ def run_profile(
             state = platform.wait_for_deployment(endpoint, name, timeout_s=settings.deployment_timeout_s)
             if state.failed:
                 raise PlatformError(f"profile candidate {candidate.name} did not deploy: {state.error}")
+            if platform.dry_run:
+                what = f"profile load on {candidate.name} (a rate search from {settings.start_rate:g} requests/s)"
+                log.warning("%s", platform.scoring_not_sent(endpoint, [request_body], deployment=name, what=what))
+                continue
             search = _search(platform, endpoint, name, request_body, slo, settings)
             log.info(
                 "profile %s: %s sustains %s requests/s within the SLO (%d steps: %s)",
@@ -105,6 +110,13 @@ def run_profile(
                 search.stop_reason,
             )
             profiles.append((candidate, search))
+    if platform.dry_run:
+        why, wall_time_s = f"{NOT_JUDGED}, no load sent", time.monotonic() - started
+        run.report = assumed_report(
+            candidates, prices, slo, target_rate=target_rate, headroom=headroom, wall_time_s=wall_time_s, why=why
+        )
+        platform.assume(f"profile on {endpoint}: {run.report['reason']}")
+        return run
     recommendation = recommend(profiles, prices, target_rate=target_rate, headroom=headroom)
     run.report = build_report(recommendation, slo, prices, wall_time_s=time.monotonic() - started)
     return run

@@ -18,7 +18,7 @@ from deployflow.rollout.gates import GateResult
 from deployflow.rollout.plan import RolloutPlan
 from deployflow.rollout.steps import ApprovalStep, MirrorStep, TrafficStep
 
-_COMPLETES = ("pass", "approved")
+_COMPLETES = ("pass", "approved", "not judged")  # "not judged": a dry run's gate, which sent nothing
 _FAILS = ("fail", "denied")
 
 

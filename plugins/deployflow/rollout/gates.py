@@ -1,7 +1,8 @@
 """Rollout gates: the new deployment's window of traffic judged against limits and the current one.
 
 Pure: counts and percentiles in, a verdict with one readable line per metric out. A verdict is
-pass, fail (roll back) or inconclusive (too little traffic, or a metric that was not measured).
+pass, fail (roll back) or inconclusive (too little traffic, or a metric that was not measured);
+a dry run, which sends no traffic, records "not judged" and goes on as if the gate had passed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ class Verdict(StrEnum):
     PASS = "pass"
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"
+    NOT_JUDGED = "not judged"
 
 
 @dataclass(frozen=True)

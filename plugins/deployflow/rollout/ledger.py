@@ -11,7 +11,7 @@ endpoint mid-rollout.
 The value is compact JSON (Azure ML tag values hold 256 characters):
 ``{"run": "dag/run", "new": "green", "old": "blue", "model": "m:3", "d": "0p,1p,2i"}``
 with one ``index + outcome letter`` per decision (p pass, f fail, i inconclusive, a approved,
-d denied).
+d denied, n not judged by a dry run).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from deployflow.platform.specs import EndpointSpec
 from deployflow.rollout.controller import Decision
 
 ROLLOUT_TAG = "deployflow-rollout"
-OUTCOMES = {"pass": "p", "fail": "f", "inconclusive": "i", "approved": "a", "denied": "d"}
+OUTCOMES = {"pass": "p", "fail": "f", "inconclusive": "i", "approved": "a", "denied": "d", "not judged": "n"}
 LETTERS = {letter: outcome for outcome, letter in OUTCOMES.items()}
 MAX_TAG_CHARS = 256
 

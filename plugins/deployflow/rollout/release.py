@@ -15,7 +15,7 @@ from typing import Any
 
 from deployflow.checks import Check, Severity
 from deployflow.packages import ModelPackage
-from deployflow.platform.base import MLPlatform
+from deployflow.platform.base import NOT_JUDGED, MLPlatform
 from deployflow.platform.cleanup import remove_quietly
 from deployflow.platform.contract import SUCCEEDED
 from deployflow.platform.errors import PlatformError, PlatformNotFoundError
@@ -225,6 +225,12 @@ class Release:
         Only the answers are judged here (the malformed-request check ran at the test endpoint).
         """
         endpoint, new = self.spec.endpoint, self.spec.name
+        if self.platform.dry_run:
+            bodies = [sample.body for sample in self.package.samples()]
+            self.logger.warning("%s", self.platform.scoring_not_sent(
+                endpoint, bodies, deployment=new, what="smoke test through the deployment header"))  # fmt: skip
+            self.platform.assume(f"smoke test of {endpoint}/{new} before traffic: {NOT_JUDGED}, taken as passed")
+            return
         rel_tol, abs_tol = self.package.tolerance()
         report = smoke_test_deployment(
             self.platform, endpoint, new, self.package.samples(), rel_tol=rel_tol, abs_tol=abs_tol,
@@ -243,6 +249,10 @@ class Release:
         """A few pinned requests per worker before the first window, so cold starts are not judged."""
         count = WARM_UP_REQUESTS_PER_WORKER * self.spec.instance_count * self.spec.worker_count
         request, endpoint, new = self.package.sample_request(), self.spec.endpoint, self.spec.name
+        if self.platform.dry_run:
+            body, what = self.package.sample_request_body(), f"warm-up ({count} requests)"
+            self.logger.warning("%s", self.platform.scoring_not_sent(endpoint, [body], deployment=new, what=what))
+            return 0
         answered = sum(self.platform.invoke(endpoint, request, deployment=new).ok for _ in range(count))
         self.logger.info("warmed up %s with %d requests (%d answered 2xx)", new, count, answered)
         return answered

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from deployflow.platform.base import MLPlatform
+from deployflow.platform.base import NOT_JUDGED, MLPlatform
 from deployflow.platform.cleanup import remove_quietly
 from deployflow.platform.errors import PlatformError
 from deployflow.rollout.actions import Action, AskApproval, Finish, Observe, RollBack, SetTraffic
@@ -141,10 +141,13 @@ def drive_rollout(
             step = progress.state.plan.steps[action.step_index]
             bake = action.step_index == last_index
             started = record.elapsed()
-            measured = measure_window(
-                platform, gauges, progress.state.plan, action.window_s, endpoint, new, old,
-                shadow=isinstance(step, MirrorStep), logger=logger,
-            )  # fmt: skip
+            if platform.dry_run:
+                measured = not_judged_window(platform, gauges, action, step, endpoint, new, old, bake=bake)
+            else:
+                measured = measure_window(
+                    platform, gauges, progress.state.plan, action.window_s, endpoint, new, old,
+                    shadow=isinstance(step, MirrorStep), logger=logger,
+                )  # fmt: skip
             progress.state = progress.state.record_gate(action.step_index, measured.result)
             record.window(
                 step_index=action.step_index, step=step.to_text(), t_start_s=started, traffic=observed.traffic,
@@ -187,7 +190,27 @@ def drive_rollout(
 
 
 def _baked(state: RolloutState, last_index: int) -> bool:
-    return any(d.step_index == last_index and d.outcome == Verdict.PASS.value for d in state.history)
+    done = (Verdict.PASS.value, Verdict.NOT_JUDGED.value)
+    return any(d.step_index == last_index and d.outcome in done for d in state.history)
+
+
+def not_judged_window(
+    platform: MLPlatform, gauges: Gauges, action: Observe, step: Any, endpoint: str, new: str, old: str, *, bake: bool
+) -> Measured:
+    """A dry run's window: the probe's (and a mirror step's shadow) requests are recorded, not sent, no
+    clock is waited for, and the gate is "not judged"; the rollout goes on as if it had passed."""
+    window = f"{'the bake' if bake else f'step {action.step_index + 1} ({step.to_text()})'}, {action.window_s:g} s"
+    body = [gauges.probe.body]
+    for deployment in (new, old):
+        platform.scoring_not_sent(endpoint, body, deployment=deployment, what=f"probe load at "
+                                  f"{gauges.probe.rate:g} requests/s for the window of {window}")  # fmt: skip
+    if isinstance(step, MirrorStep) and gauges.shadow_requests:
+        for deployment in (new, old):
+            platform.scoring_not_sent(endpoint, gauges.shadow_requests, deployment=deployment,
+                                      what=f"shadow comparison of {window}")  # fmt: skip
+    why = f"{NOT_JUDGED}: no probe traffic sent and no metrics read in the window of {window}"
+    platform.assume(f"endpoint {endpoint}: the gate of {window} is {NOT_JUDGED}, taken as passed")
+    return Measured(GateResult(Verdict.NOT_JUDGED, (why,)), "dry run", "nothing measured", None, None)
 
 
 def measure_window(

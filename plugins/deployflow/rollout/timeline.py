@@ -16,7 +16,7 @@ WIDTH = 960
 LEFT, RIGHT = 70, 170
 BAND_LABELS_H = 40  # two rows of window labels above the first panel
 SHARE_H, METRIC_H, GAP = 170, 110, 34
-VERDICT_COLOURS = {"pass": "#2ca02c", "fail": "#d62728", "inconclusive": "#ff9f1c"}
+VERDICT_COLOURS = {"pass": "#2ca02c", "fail": "#d62728", "inconclusive": "#ff9f1c", "not judged": "#7f7f7f"}
 NEW_COLOUR, OLD_COLOUR, MIRROR_COLOUR, LIMIT_COLOUR = "#1f5fbf", "#7f7f7f", "#8e44ad", "#d62728"
 MARKERS = {"rollback": ("rolled back", "#d62728"), "finish": ("completed", "#2ca02c")}
 
