@@ -120,7 +120,12 @@ with DAG(
             description="empty: a managed endpoint (Azure ML's successor to the ACI test)",
         ),
         "test_pool": Param("test", type="string", title="Test pool (test AKS compute) for stress and profile"),
-        "production_pool": Param("production", type="string", title="Production pool (production AKS compute)"),
+        "production_pool": Param(
+            "production",
+            type="string",
+            title="Production pool (production AKS compute)",
+            description="on Azure ML, empty: a managed online endpoint instead of an attached cluster",
+        ),
         "test_resources": Param(
             {"cpu": 0.5, "memory_gb": 1.0, "instance_type": "Standard_DS3_v2"},
             title="Test deployment resources",
