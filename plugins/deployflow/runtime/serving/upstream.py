@@ -56,15 +56,11 @@ class Answer:
 
 
 class UpstreamConnection(asyncio.Protocol):
-    """One connection to a replica, for one request; ``done`` resolves with the parsed answer.
+    """One connection to a replica, for one request; ``done`` resolves with the parsed answer."""
 
-    Opened as a spare (``spares`` given), it puts itself among the replica's ready spares once connected,
-    and takes itself out if it closes unused."""
-
-    def __init__(self, done: asyncio.Future[Answer], spares: deque[UpstreamConnection] | None = None) -> None:
+    def __init__(self, done: asyncio.Future[Answer]) -> None:
         self.done = done
-        self.spares = spares
-        self.ready_at = 0.0
+        self.connected_at = 0.0
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.headers: list[tuple[bytes, bytes]] = []
@@ -74,6 +70,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.received = False
         self.headers_complete = False
         self.length_known = False
+
+    def usable(self) -> bool:
+        """Connected and not closed by the replica: a request may be sent on it."""
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
 
     def send(self, payload: bytes) -> asyncio.Future[Answer]:
         self.sent = True
@@ -92,14 +92,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # TCP_NODELAY is already set: asyncio and uvloop both set it on every TCP transport.
         self.transport = transport  # type: ignore[assignment]
-        if self.spares is not None:
-            self.ready_at = self.done.get_loop().time()
-            self.spares.append(self)
-
-    def eof_received(self) -> bool | None:
-        if not self.sent and self.spares is not None and self in self.spares:
-            self.spares.remove(self)  # the replica closed it: no request may take it from now on
-        return None
+        self.connected_at = self.done.get_loop().time()
 
     def data_received(self, data: bytes) -> None:
         self.received = True
@@ -136,11 +129,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if not self.sent:  # an unused spare closed: nobody waits on it
-            if self.spares is not None and self in self.spares:
-                self.spares.remove(self)
-            return
-        if self.done.done():
+        if self.done.done() or not self.sent:  # an unused spare closed: nobody waits on it
             return
         if not self.received:
             self._fail(NoAnswer(str(exc) if exc else "connection closed before any answer", sent=True))
@@ -151,11 +140,15 @@ class UpstreamConnection(asyncio.Protocol):
 
 
 class Upstreams:
-    """Sends requests to replicas, each on a fresh connection, taking one of the replica's spares when it has one."""
+    """Sends requests to replicas, each on a fresh connection, taking the replica's oldest spare when it has one.
+
+    A replica's spares are kept as the tasks that open them, in the order they were opened. A request
+    takes the oldest, waiting for it if it is still connecting: a sync worker takes connections in
+    the order they came, so one opened past a spare would queue behind it, and the spare would hold
+    the worker until it expired."""
 
     def __init__(self) -> None:
-        self._spares: dict[Replica, deque[UpstreamConnection]] = {}
-        self._opening: dict[Replica, int] = {}
+        self._spares: dict[Replica, deque[asyncio.Task[UpstreamConnection | None]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
@@ -165,10 +158,19 @@ class Upstreams:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
+        upstream = None
         spares = self._spares.get(replica)
-        upstream = spares.popleft() if spares else None
+        while spares and upstream is None:
+            spare = spares.popleft()
+            if spare.done():
+                upstream = spare.result()
+            else:  # opened after the previous answer and still connecting: only slow when the replica is
+                async with asyncio.timeout_at(deadline):
+                    upstream = await spare
+            if upstream is not None and not upstream.usable():
+                upstream = None
         if upstream is None:
-            async with asyncio.timeout_at(deadline):  # the connect itself is only slow when the replica is
+            async with asyncio.timeout_at(deadline):
                 upstream = await connect(loop, replica)
         timer = loop.call_at(deadline, upstream.time_out)
         try:
@@ -184,43 +186,42 @@ class Upstreams:
         spares = self._spares.get(replica)
         if spares is None:
             spares = self._spares[replica] = deque()
-        opening = self._opening.get(replica, 0)
         if (
-            len(spares) + opening >= min(MAX_SPARES, replica.worker_count)
+            len(spares) >= min(MAX_SPARES, replica.worker_count)
             or replica.state is not ReplicaState.READY
             or self._closed
         ):
             return
-        self._opening[replica] = opening + 1
-        loop.create_task(self._spare(loop, replica, spares))
+        spares.append(loop.create_task(self._spare(loop, replica)))
         if self._sweeper is None:
             self._sweeper = loop.call_later(SPARE_IDLE_S / 4, self._sweep)
 
-    async def _spare(
-        self, loop: asyncio.AbstractEventLoop, replica: Replica, spares: deque[UpstreamConnection]
-    ) -> None:
+    async def _spare(self, loop: asyncio.AbstractEventLoop, replica: Replica) -> UpstreamConnection | None:
         try:
             _, upstream = await loop.create_connection(
-                lambda: UpstreamConnection(loop.create_future(), spares), replica.host, replica.port
+                lambda: UpstreamConnection(loop.create_future()), replica.host, replica.port
             )
         except OSError:
-            return  # the replica went away; a request that needs it connects itself, and fails over
-        finally:
-            self._opening[replica] -= 1
+            return None  # the replica went away; the request that takes this connects itself, and fails over
         if self._closed:
             upstream.close()
+        return upstream
 
     def _sweep(self) -> None:
-        """Close spares unused for ``SPARE_IDLE_S``; runs while any spare is open or opening."""
+        """Close spares unused for ``SPARE_IDLE_S`` (or closed by the replica); runs while any spare is kept."""
         loop = self._loop
         assert loop is not None
         now = loop.time()
         for replica, spares in list(self._spares.items()):
-            while spares and now - spares[0].ready_at >= SPARE_IDLE_S:
-                spares.popleft().close()
-            if not spares and not self._opening.get(replica):
+            while spares and spares[0].done():
+                upstream = spares[0].result()
+                if upstream is not None and upstream.usable() and now - upstream.connected_at < SPARE_IDLE_S:
+                    break
+                spares.popleft()
+                if upstream is not None:
+                    upstream.close()
+            if not spares:
                 del self._spares[replica]
-                self._opening.pop(replica, None)
         self._sweeper = loop.call_later(SPARE_IDLE_S / 4, self._sweep) if self._spares else None
 
     def close(self) -> None:
@@ -229,8 +230,9 @@ class Upstreams:
             self._sweeper.cancel()
             self._sweeper = None
         for spares in self._spares.values():
-            while spares:
-                spares.popleft().close()
+            for spare in spares:
+                if spare.done() and (upstream := spare.result()) is not None:
+                    upstream.close()
         self._spares.clear()
 
 
