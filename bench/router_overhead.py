@@ -10,7 +10,8 @@ connection count against, in alternating rounds so that the machine's noise fall
 * nginx -- Debian's nginx (one worker) as a reverse proxy to the same replica as direct, from a
   generated nginx.conf in a temp dir, bound to 127.0.0.1.
 
-Writes the medians and the ratios to bench/results/router_overhead.json.
+Writes the medians and the ratios to bench/results/router_overhead.json, with the CPU time per request
+of the process in between: the runtime (router, control plane and all) and nginx's worker.
 
     .venv/bin/python bench/router_overhead.py [--connections 1 8] [--seconds 10] [--rounds 3]
 
@@ -114,8 +115,9 @@ http {{
 COLUMNS = ("direct", "router", "router_no_metrics", "nginx")
 
 
-def start_nginx(directory: Path, upstream_port: int) -> tuple[subprocess.Popen[bytes], int]:
-    """Debian's nginx in the foreground, as a reverse proxy on a free loopback port."""
+def start_nginx(directory: Path, upstream_port: int) -> tuple[subprocess.Popen[bytes], int, int]:
+    """Debian's nginx in the foreground, as a reverse proxy on a free loopback port: the process, the port,
+    and the pid of its one worker (the process that proxies)."""
     directory.mkdir()
     port = free_port()
     conf = directory / "nginx.conf"
@@ -126,7 +128,7 @@ def start_nginx(directory: Path, upstream_port: int) -> tuple[subprocess.Popen[b
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process, port
+            return process, port, psutil.Process(process.pid).children()[0].pid
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"nginx did not listen: {(directory / 'stderr.log').read_text()}") from None
@@ -165,7 +167,7 @@ def main() -> None:
             unmeasured.start()
             router_url, key, direct_port = serve_sample(measured, args.workers)
             no_metrics_url, no_metrics_key, _ = serve_sample(unmeasured, args.workers)
-            nginx, nginx_port = start_nginx(Path(tmp) / "nginx", direct_port)
+            nginx, nginx_port, nginx_worker = start_nginx(Path(tmp) / "nginx", direct_port)
             content = {"Content-Type": "application/json"}
             plain = wrk_script(body, content, Path(tmp))
 
@@ -176,7 +178,7 @@ def main() -> None:
                 "direct": (f"http://127.0.0.1:{direct_port}/score", plain, None),
                 "router": (router_url, authorized(key), measured.process.pid),
                 "router_no_metrics": (no_metrics_url, authorized(no_metrics_key), unmeasured.process.pid),
-                "nginx": (f"http://127.0.0.1:{nginx_port}/score", plain, None),
+                "nginx": (f"http://127.0.0.1:{nginx_port}/score", plain, nginx_worker),
             }  # fmt: skip
             for url, script, _ in targets.values():  # warm-up
                 run_wrk(url, script, max(args.connections), 2)
@@ -210,7 +212,8 @@ def main() -> None:
         cpu = summary["router_cpu_us_per_request"]
         print(
             f"{connections} connections: req/s {rates}; ratios {ratios}; router CPU per request "
-            f"{cpu['metrics_on']:.0f} us with metrics, {cpu['metrics_off']:.0f} us without"
+            f"{cpu['metrics_on']:.0f} us with metrics, {cpu['metrics_off']:.0f} us without; "
+            f"nginx's worker {summary['nginx_cpu_us_per_request']:.0f} us"
         )
 
 
@@ -231,6 +234,7 @@ def summarise(runs: dict[str, list[dict[str, float]]]) -> dict[str, object]:
             "metrics_on": median["router"]["proxy_cpu_us_per_request"],
             "metrics_off": median["router_no_metrics"]["proxy_cpu_us_per_request"],
         },
+        "nginx_cpu_us_per_request": median["nginx"]["proxy_cpu_us_per_request"],
         "all_rounds": runs,
     }
 
