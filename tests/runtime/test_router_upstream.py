@@ -218,3 +218,29 @@ def test_a_request_right_after_an_answer_takes_the_spare_still_connecting_not_a_
 
     assert statuses == [200] * 20
     assert used == [True] * 20 + [False]
+
+
+class OnUnixSocket(StandIn):
+    """The stand-in on a Unix socket only, as a replica the router should reach by its socket."""
+
+    def __init__(self, reply: bytes, path: Path) -> None:
+        super().__init__(reply)
+        self.path = path
+
+    async def __aenter__(self) -> OnUnixSocket:
+        self.server = await asyncio.start_unix_server(self._answer, str(self.path))
+        return self
+
+
+def test_a_replica_with_a_unix_socket_is_reached_by_it(tmp_path: Path) -> None:
+    async def scenario(router: Router) -> tuple[list[int], int]:
+        async with OnUnixSocket(GOOD, tmp_path / "r.sock") as replica, StandIn(b"") as wrong_port:
+            deployment = deployment_of(tmp_path, wrong_port)  # its port answers nothing useful
+            deployment.replicas[0].socket_path = str(replica.path)
+            statuses = [(await score(router, deployment)).status for _ in range(3)]
+            return statuses, wrong_port.connections
+
+    statuses, port_connections = run(scenario)  # type: ignore[misc]
+
+    assert statuses == [200] * 3
+    assert port_connections == 0

@@ -203,9 +203,7 @@ class Upstreams:
 
     async def _spare(self, loop: asyncio.AbstractEventLoop, replica: Replica) -> UpstreamConnection | None:
         try:
-            _, upstream = await loop.create_connection(
-                lambda: UpstreamConnection(loop.create_future()), replica.host, replica.port
-            )
+            upstream = await open_connection(loop, replica)
         except OSError:
             return None  # the replica went away; the request that takes this connects itself, and fails over
         if self._closed:
@@ -241,11 +239,21 @@ class Upstreams:
         self._spares.clear()
 
 
-async def connect(loop: asyncio.AbstractEventLoop, replica: Replica) -> UpstreamConnection:
-    try:
+async def open_connection(loop: asyncio.AbstractEventLoop, replica: Replica) -> UpstreamConnection:
+    """A connection to the replica's Unix socket when it listens on one, else to its loopback port."""
+    if replica.socket_path is not None:
+        _, upstream = await loop.create_unix_connection(
+            lambda: UpstreamConnection(loop.create_future()), replica.socket_path
+        )
+    else:
         _, upstream = await loop.create_connection(
             lambda: UpstreamConnection(loop.create_future()), replica.host, replica.port
         )
+    return upstream
+
+
+async def connect(loop: asyncio.AbstractEventLoop, replica: Replica) -> UpstreamConnection:
+    try:
+        return await open_connection(loop, replica)
     except OSError as e:
         raise NoAnswer(str(e), sent=False) from e
-    return upstream
