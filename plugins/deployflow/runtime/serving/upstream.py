@@ -1,7 +1,8 @@
 """The router's side of a replica's connections: one request per connection, spares kept ready.
 
 azmlinfsrv runs gunicorn's sync worker, which answers every request with ``Connection: close``
-(it has no keep-alive), so each request needs a new TCP connection. Opening it costs the router
+(it has no keep-alive), so each request needs a new connection (to the replica's Unix socket when it
+listens on one, else to its loopback port). Opening it costs the router
 a connect and an event-loop turn on the request's critical path. After each answer from a replica
 the router opens the next connection to it at once (right after the caller has that answer), so the
 next request finds it ready: up to one spare per sync worker (``MAX_SPARES`` at most).
