@@ -8,9 +8,12 @@ connection count against, in alternating rounds so that the machine's noise fall
 * router (metrics on) -- that runtime's scoring URI, in front of the same replica;
 * router (metrics off) -- the other runtime's scoring URI, in front of its own, identical replica;
 * nginx -- Debian's nginx (one worker) as a reverse proxy to the same replica as direct, from a
-  generated nginx.conf in a temp dir, bound to 127.0.0.1.
+  generated nginx.conf in a temp dir, bound to 127.0.0.1;
+* nginx_unix -- the same nginx to the same replica over the replica's Unix socket, as the router
+  reaches it (so the router is compared with nginx on the same transport, too).
 
-Writes the medians and the ratios to bench/results/router_overhead.json.
+Writes the medians and the ratios to bench/results/router_overhead.json, with the CPU time per request
+of the process in between: the runtime (router, control plane and all) and nginx's worker.
 
     .venv/bin/python bench/router_overhead.py [--connections 1 8] [--seconds 10] [--rounds 3]
 
@@ -91,8 +94,11 @@ def cpu_seconds(pid: int | None) -> float:
     return times.user + times.system
 
 
+# user root: as root, nginx's worker would otherwise be nobody, who cannot open the replica's owner-only
+# socket (without root the directive is ignored, and the worker is the caller).
 NGINX_CONF = """\
 daemon off;
+user root;
 worker_processes 1;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
@@ -105,28 +111,37 @@ http {{
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
     upstream replica {{ server 127.0.0.1:{upstream}; }}
+    upstream replica_unix {{ server unix:{socket}; }}
     server {{
         listen 127.0.0.1:{port};
         location / {{ proxy_pass http://replica; proxy_http_version 1.1; }}
     }}
+    server {{
+        listen 127.0.0.1:{unix_port};
+        location / {{ proxy_pass http://replica_unix; proxy_http_version 1.1; }}
+    }}
 }}
 """
-COLUMNS = ("direct", "router", "router_no_metrics", "nginx")
+COLUMNS = ("direct", "router", "router_no_metrics", "nginx", "nginx_unix")
 
 
-def start_nginx(directory: Path, upstream_port: int) -> tuple[subprocess.Popen[bytes], int]:
-    """Debian's nginx in the foreground, as a reverse proxy on a free loopback port."""
+def start_nginx(
+    directory: Path, upstream_port: int, replica_socket: Path
+) -> tuple[subprocess.Popen[bytes], int, int, int]:
+    """Debian's nginx in the foreground, as a reverse proxy on two free loopback ports (to the replica's port,
+    to its Unix socket): the process, the two ports, and the pid of its one worker (the process that proxies)."""
     directory.mkdir()
-    port = free_port()
+    port, unix_port = free_port(), free_port()
     conf = directory / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=directory, upstream=upstream_port, port=port))
+    conf.write_text(NGINX_CONF.format(dir=directory, upstream=upstream_port, port=port, socket=replica_socket,
+                                      unix_port=unix_port))  # fmt: skip
     log = open(directory / "stderr.log", "wb")  # noqa: SIM115 - open for the process's lifetime
     process = subprocess.Popen(["nginx", "-p", str(directory), "-e", "stderr", "-c", str(conf)], stdout=log, stderr=log)
     deadline = time.monotonic() + 10
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process, port
+            return process, port, unix_port, psutil.Process(process.pid).children()[0].pid
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"nginx did not listen: {(directory / 'stderr.log').read_text()}") from None
@@ -165,7 +180,10 @@ def main() -> None:
             unmeasured.start()
             router_url, key, direct_port = serve_sample(measured, args.workers)
             no_metrics_url, no_metrics_key, _ = serve_sample(unmeasured, args.workers)
-            nginx, nginx_port = start_nginx(Path(tmp) / "nginx", direct_port)
+            (socket_path,) = (measured.data_dir / "sockets").glob("*.sock")
+            nginx, nginx_port, nginx_unix_port, nginx_worker = start_nginx(
+                Path(tmp) / "nginx", direct_port, socket_path
+            )
             content = {"Content-Type": "application/json"}
             plain = wrk_script(body, content, Path(tmp))
 
@@ -176,7 +194,8 @@ def main() -> None:
                 "direct": (f"http://127.0.0.1:{direct_port}/score", plain, None),
                 "router": (router_url, authorized(key), measured.process.pid),
                 "router_no_metrics": (no_metrics_url, authorized(no_metrics_key), unmeasured.process.pid),
-                "nginx": (f"http://127.0.0.1:{nginx_port}/score", plain, None),
+                "nginx": (f"http://127.0.0.1:{nginx_port}/score", plain, nginx_worker),
+                "nginx_unix": (f"http://127.0.0.1:{nginx_unix_port}/score", plain, nginx_worker),
             }  # fmt: skip
             for url, script, _ in targets.values():  # warm-up
                 run_wrk(url, script, max(args.connections), 2)
@@ -199,7 +218,8 @@ def main() -> None:
         "seconds_per_round": args.seconds,
         "rounds": args.rounds,
         "replica_workers": args.workers,
-        "peer": "Debian nginx, worker_processes 1, proxy_pass to the same replica as direct",
+        "peer": "Debian nginx, worker_processes 1, proxy_pass to the same replica as direct (its port), "
+        "and nginx_unix to that replica's Unix socket",
         "by_connections": {str(c): summarise(runs) for c, runs in rounds.items()},
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -210,7 +230,9 @@ def main() -> None:
         cpu = summary["router_cpu_us_per_request"]
         print(
             f"{connections} connections: req/s {rates}; ratios {ratios}; router CPU per request "
-            f"{cpu['metrics_on']:.0f} us with metrics, {cpu['metrics_off']:.0f} us without"
+            f"{cpu['metrics_on']:.0f} us with metrics, {cpu['metrics_off']:.0f} us without; "
+            f"nginx's worker {summary['nginx_cpu_us_per_request']['tcp']:.0f} us to the port, "
+            f"{summary['nginx_cpu_us_per_request']['unix']:.0f} us to the socket"
         )
 
 
@@ -225,11 +247,16 @@ def summarise(runs: dict[str, list[dict[str, float]]]) -> dict[str, object]:
             "nginx/direct": rate["nginx"] / rate["direct"],
             "router_on/router_off": rate["router"] / rate["router_no_metrics"],
             "router/nginx": rate["router"] / rate["nginx"],
+            "router/nginx_unix": rate["router"] / rate["nginx_unix"],
         },
         "p50_added_ms": {name: median[name]["p50_ms"] - median["direct"]["p50_ms"] for name in COLUMNS[1:]},
         "router_cpu_us_per_request": {
             "metrics_on": median["router"]["proxy_cpu_us_per_request"],
             "metrics_off": median["router_no_metrics"]["proxy_cpu_us_per_request"],
+        },
+        "nginx_cpu_us_per_request": {
+            "tcp": median["nginx"]["proxy_cpu_us_per_request"],
+            "unix": median["nginx_unix"]["proxy_cpu_us_per_request"],
         },
         "all_rounds": runs,
     }

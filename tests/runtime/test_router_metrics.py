@@ -196,3 +196,22 @@ def test_mirrored_answers_are_compared_with_the_live_ones_and_the_probe_is_count
     assert requests_in(samples)["green", "live", "2xx"] == PINNED_TO_GREEN
     agree = (("deployment", "green"), ("endpoint", ENDPOINT), ("result", "agree"))
     assert samples["deployflow_shadow_answers_total", agree] == mirrored_ok
+
+
+def test_the_replica_serves_the_router_on_an_owner_only_unix_socket(runtime: RuntimeProcess, key: str) -> None:
+    """Besides its loopback port, each replica listens on a socket in the data dir that only its user can open."""
+    sockets = sorted((runtime.data_dir / "sockets").glob("*.sock"))
+    assert len(sockets) == 2, sockets  # blue's and green's instance
+    assert {oct(path.stat().st_mode & 0o777) for path in sockets} == {"0o600"}
+    request = (
+        f"POST /score HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(SAMPLE)}\r\n\r\n{SAMPLE}"
+    ).encode()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(sockets[0]))
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]

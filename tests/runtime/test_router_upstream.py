@@ -187,3 +187,60 @@ def test_each_answer_leaves_a_spare_connection_that_the_next_request_takes_and_a
     assert statuses == [200] * 5
     assert used == [True] * 5 + [False]  # 5 requests on 6 connections: each but the first found one ready
     assert SPARE_IDLE_S - 0.1 < idle < SPARE_IDLE_S + 0.5
+
+
+class OneAtATime(Counting):
+    """Serves one connection at a time, in the order they came, as gunicorn's sync worker does: a connection
+    it has taken holds it until a request arrives on it or it closes."""
+
+    def __init__(self, reply: bytes) -> None:
+        super().__init__(reply)
+        self.worker = asyncio.Lock()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async with self.worker:
+            await super()._answer(reader, writer)
+
+
+def test_a_request_right_after_an_answer_takes_the_spare_still_connecting_not_a_connection_behind_it(
+    tmp_path: Path,
+) -> None:
+    """A connection opened past the spare would wait behind it at a one-worker replica until the spare expired."""
+
+    async def scenario(router: Router) -> tuple[list[int], list[bool]]:
+        async with OneAtATime(GOOD) as replica:
+            deployment = deployment_of(tmp_path, replica)
+            statuses = [(await asyncio.wait_for(score(router, deployment), SPARE_IDLE_S / 2)).status for _ in range(20)]
+            await asyncio.wait_for(replica.closed_unused.wait(), SPARE_IDLE_S + 2)
+            return statuses, list(replica.used)
+
+    statuses, used = run(scenario)  # type: ignore[misc]
+
+    assert statuses == [200] * 20
+    assert used == [True] * 20 + [False]
+
+
+class OnUnixSocket(StandIn):
+    """The stand-in on a Unix socket only, as a replica the router should reach by its socket."""
+
+    def __init__(self, reply: bytes, path: Path) -> None:
+        super().__init__(reply)
+        self.path = path
+
+    async def __aenter__(self) -> OnUnixSocket:
+        self.server = await asyncio.start_unix_server(self._answer, str(self.path))
+        return self
+
+
+def test_a_replica_with_a_unix_socket_is_reached_by_it(tmp_path: Path) -> None:
+    async def scenario(router: Router) -> tuple[list[int], int]:
+        async with OnUnixSocket(GOOD, tmp_path / "r.sock") as replica, StandIn(b"") as wrong_port:
+            deployment = deployment_of(tmp_path, wrong_port)  # its port answers nothing useful
+            deployment.replicas[0].socket_path = str(replica.path)
+            statuses = [(await score(router, deployment)).status for _ in range(3)]
+            return statuses, wrong_port.connections
+
+    statuses, port_connections = run(scenario)  # type: ignore[misc]
+
+    assert statuses == [200] * 3
+    assert port_connections == 0

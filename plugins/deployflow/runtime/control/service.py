@@ -322,6 +322,7 @@ class Runtime:
             placement_factory=lambda: self.resources.place(replica_id, limits),
             log_path=self.config.data_dir / "logs" / deployment.endpoint_name / deployment.name / f"{index}.log",
             user=self.user,
+            socket_dir=self.config.data_dir / "sockets",
         )
 
     # ---- supervision -----------------------------------------------------------------

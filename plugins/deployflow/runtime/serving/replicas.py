@@ -3,12 +3,14 @@
 Each replica is started from an argument list with its settings in the environment, in its
 own process group, placed in its resource limits before exec, and dies with the runtime
 (``PR_SET_PDEATHSIG``). Readiness is a poll of the server's health route that fails fast
-when the process has already exited.
+when the process has already exited. Besides its loopback port, a replica listens on a Unix
+socket in the runtime's data dir (when the path fits), which the router sends scoring requests to.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import signal
@@ -21,7 +23,7 @@ from typing import IO
 
 from deployflow.packages import ModelPackage
 from deployflow.runtime.child import CHILD_SCRIPTS
-from deployflow.runtime.isolation import ChildUser, minimal_environment
+from deployflow.runtime.isolation import ChildUser, hand_over, minimal_environment
 from deployflow.runtime.processes import dying_with_runtime, open_log, rotate_log, tail
 from deployflow.runtime.serving.resources import Placement
 
@@ -32,6 +34,9 @@ LOOPBACK = "127.0.0.1"
 HEALTH_POLL_S = 0.1
 STOP_GRACE_S = 5.0
 REPLICA_MARKER_ENV = "DEPLOYFLOW_REPLICA_ID"
+REPLICA_SOCKET_ENV = "DEPLOYFLOW_REPLICA_SOCKET"
+# A Unix socket's path must fit in sockaddr_un (108 bytes with its terminating NUL); longer, the port alone is used.
+MAX_SOCKET_PATH_BYTES = 107
 
 
 class ReplicaState(StrEnum):
@@ -121,6 +126,7 @@ class Replica:
         placement_factory: Callable[[], Placement],
         log_path: Path,
         user: ChildUser | None = None,
+        socket_dir: Path | None = None,
     ) -> None:
         self.replica_id = replica_id
         self.python = python
@@ -132,6 +138,10 @@ class Replica:
         self.user = user
         self.host = LOOPBACK
         self.port = 0
+        self.socket_dir = socket_dir
+        # The Unix socket the router connects to: set once the server is ready and listens on it, else None.
+        self.socket_path: str | None = None
+        self._socket_file: Path | None = None
         self.state = ReplicaState.STOPPED
         self.process: subprocess.Popen[bytes] | None = None
         self.placement: Placement | None = None
@@ -148,16 +158,32 @@ class Replica:
     def spawn(self) -> None:
         """Start the server from the event loop's thread: the death signal follows the spawning thread."""
         self.port = free_port()
+        self.socket_path = None
+        self._socket_file = self._unix_socket_file()
         self.placement = self.placement_factory()
         args = server_command(self.python, self.package_dir, self.port, self.worker_count)
         env = {**server_environment(self.package_dir, self.user), REPLICA_MARKER_ENV: self.replica_id,
                **self.environment}  # fmt: skip
+        if self._socket_file is not None:
+            env[REPLICA_SOCKET_ENV] = str(self._socket_file)
         with open_log(self.log_path) as log_file:
             self.process = spawn_server(
                 args, env, self.package_dir, log_file, self.placement.apply_in_child, self.user
             )  # fmt: skip
         self.state = ReplicaState.STARTING
         log.info("replica %s started (pid %s, port %s)", self.replica_id, self.process.pid, self.port)
+
+    def _unix_socket_file(self) -> Path | None:
+        """Where the server is to listen besides its port: a folder only the model's user and root can enter."""
+        if self.socket_dir is None:
+            return None
+        path = self.socket_dir / f"{hashlib.sha256(self.replica_id.encode()).hexdigest()[:16]}.sock"
+        if len(os.fsencode(path)) > MAX_SOCKET_PATH_BYTES:
+            return None
+        self.socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.user is not None:
+            hand_over(self.socket_dir, self.user)  # the server, run as the user, creates the socket there
+        return path
 
     async def wait_ready(self, timeout_s: float) -> None:
         loop = asyncio.get_running_loop()
@@ -171,6 +197,8 @@ class Replica:
                     f"last log lines:\n{tail(self.log_path)}"
                 )
             if await http_status(self.host, self.port, "/", timeout=1.0) == 200:
+                if self._socket_file is not None and self._socket_file.is_socket():
+                    self.socket_path = str(self._socket_file)
                 self.state = ReplicaState.READY
                 return
             await asyncio.sleep(HEALTH_POLL_S)

@@ -16,6 +16,7 @@ prediction.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import re
@@ -40,7 +41,6 @@ from deployflow.runtime.serving.upstream import (
     BrokenAnswer,
     NoAnswer,
     Upstreams,
-    no_delay,
 )
 
 if TYPE_CHECKING:
@@ -67,6 +67,8 @@ REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 # Bytes of a request head beyond its target and header fields: method, version, separators.
 HEAD_SLACK_BYTES = 1024
 DEFAULT_LIMITS = RouterLimits()
+# Requests read ahead of the one being answered on a connection (pipelined) before reading pauses.
+MAX_PIPELINED = 8
 
 
 def error_body(code: str, message: str) -> bytes:
@@ -75,6 +77,19 @@ def error_body(code: str, message: str) -> bytes:
 
 def error_answer(status: int, code: str, message: str, failure: str | None = None) -> Answer:
     return Answer(status, [(b"content-type", b"application/json")], error_body(code, message), failure)
+
+
+class RequestIds:
+    """Request ids for requests that bring none: UUID-shaped, a random prefix per process and a counter after
+    it, so unique without drawing 16 random bytes (a syscall) and building a UUID object per request."""
+
+    def __init__(self) -> None:
+        random = uuid.uuid4().hex
+        self._prefix = f"{random[:8]}-{random[8:12]}-{random[12:16]}-{random[16:20]}-".encode()
+        self._count = itertools.count(int(random[20:], 16) & 0xFFFFFFFF)
+
+    def next(self) -> bytes:
+        return b"%s%012x" % (self._prefix, next(self._count) & 0xFFFFFFFFFFFF)
 
 
 class Request:
@@ -103,13 +118,15 @@ class Router:
         # what a request head may be in all, before httptools has handed over its fields
         self.max_head_bytes = limits.max_url_bytes + limits.max_header_bytes + HEAD_SLACK_BYTES
         self.server: asyncio.Server | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the running loop, once started
         self.upstreams = Upstreams()
+        self.request_ids = RequestIds()
         self.connections: set[ClientConnection] = set()
         self._mirrors: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
 
     async def start(self, host: str, port: int) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
         self.server = await loop.create_server(lambda: ClientConnection(self), host, port, backlog=2048)
         self._sweep()
 
@@ -119,7 +136,7 @@ class Router:
         for connection in list(self.connections):
             connection.check_timeouts(now)
         tick = min(1.0, self.limits.idle_timeout_s / 4, self.limits.read_timeout_s / 4)
-        self._sweeper = asyncio.get_running_loop().call_later(tick, self._sweep)
+        self._sweeper = self.loop.call_later(tick, self._sweep)  # type: ignore[union-attr]
 
     async def close(self) -> None:
         if self._sweeper is not None:
@@ -132,7 +149,7 @@ class Router:
 
     async def dispatch(self, request: Request) -> tuple[Answer, bytes]:
         """The answer to one request, and the request id it carries."""
-        request_id = request.headers.get(REQUEST_ID_HEADER) or str(uuid.uuid4()).encode()
+        request_id = request.headers.get(REQUEST_ID_HEADER) or self.request_ids.next()
         match = SCORE_PATH.match(request.url)
         if match is None:
             path = request.url.decode(errors="replace")
@@ -198,7 +215,7 @@ class Router:
 
     async def _forward(self, deployment: DeploymentRuntime, request: Request, request_id: bytes) -> Answer:
         """When a replica goes away before its answer is complete, try another until the request's timeout."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop or asyncio.get_running_loop()
         deadline = loop.time() + deployment.timeout_s
         payload = upstream_request(request, request_id)
         tried: set[Replica] = set()
@@ -216,8 +233,7 @@ class Router:
             tried.add(replica)
             replica.inflight += 1
             try:
-                async with asyncio.timeout_at(deadline):  # no task of its own, unlike wait_for
-                    return await self.upstreams.exchange(replica, payload)
+                return await self.upstreams.exchange(replica, payload, deadline)
             except NoAnswer as e:
                 replica.mark_dead()
                 lost += e.sent
@@ -313,8 +329,7 @@ class ClientConnection(asyncio.Protocol):
             message = f"the router has {self.limits.max_connections} connections open (--max-connections); retry later"
             self._reject(503, "TooManyConnections", message)
             return
-        self.router.connections.add(self)
-        no_delay(transport)
+        self.router.connections.add(self)  # TCP_NODELAY: asyncio and uvloop set it on every TCP transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -409,19 +424,14 @@ class ClientConnection(asyncio.Protocol):
             return
         self.busy = True
         self.transport.pause_reading()
-        request = self.pending.popleft()
-        task = asyncio.get_running_loop().create_task(self.router.dispatch(request))
-        task.add_done_callback(lambda t: self._answered(t, request))
+        self.router.loop.create_task(self._answer(self.pending.popleft()))
 
-    def _answered(self, task: asyncio.Task[tuple[Answer, bytes]], request: Request) -> None:
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is not None:
+    async def _answer(self, request: Request) -> None:
+        try:
+            answer, request_id = await self.router.dispatch(request)
+        except Exception as error:  # noqa: BLE001 - a fault of the router's own is a 500, not a dropped connection
             log.error("router failed on a request: %r", error)
             answer, request_id = error_answer(500, "InternalError", "the router failed; see its log"), b""
-        else:
-            answer, request_id = task.result()
         self._write(answer, request_id, request.keep_alive)
         if not request.keep_alive and self.transport is not None:
             self.transport.close()

@@ -1,19 +1,21 @@
-"""The router's side of a replica's connections: one request per connection, one kept spare.
+"""The router's side of a replica's connections: one request per connection, spares kept ready.
 
 azmlinfsrv runs gunicorn's sync worker, which answers every request with ``Connection: close``
-(it has no keep-alive), so each request needs a new TCP connection. Opening it costs the router
-a connect and an event-loop turn on the request's critical path. After each answer the router
-opens the next connection to that replica at once, so the next request finds it ready.
+(it has no keep-alive), so each request needs a new connection (to the replica's Unix socket when it
+listens on one, else to its loopback port). Opening it costs the router
+a connect and an event-loop turn on the request's critical path. After each answer from a replica
+the router opens the next connection to it at once (right after the caller has that answer), so the
+next request finds it ready: up to one spare per sync worker (``MAX_SPARES`` at most).
 
 A spare left unused holds a sync worker that waits to read it, and anything else the worker
 should serve (the liveness probe, a stop) queues behind it: a spare is closed after
-``SPARE_IDLE_S`` unused.
+``SPARE_IDLE_S`` unused (by one sweep, not a timer per spare).
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
+from collections import deque
 
 import httptools
 
@@ -21,6 +23,7 @@ from deployflow.platform import contract
 from deployflow.runtime.serving.replicas import Replica, ReplicaState
 
 SPARE_IDLE_S = 0.5
+MAX_SPARES = 2
 DEPLOYMENT_HEADER = contract.DEPLOYMENT_HEADER.encode()
 REQUEST_ID_HEADER = b"x-request-id"
 RESPONSE_DROPPED = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length",
@@ -58,6 +61,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def __init__(self, done: asyncio.Future[Answer]) -> None:
         self.done = done
+        self.connected_at = 0.0
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.headers: list[tuple[bytes, bytes]] = []
@@ -67,7 +71,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.received = False
         self.headers_complete = False
         self.length_known = False
-        self.idle_timer: asyncio.TimerHandle | None = None
+
+    def usable(self) -> bool:
+        """Connected and not closed by the replica: a request may be sent on it."""
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
 
     def send(self, payload: bytes) -> asyncio.Future[Answer]:
         self.sent = True
@@ -78,12 +85,20 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def time_out(self) -> None:
+        """The request's deadline passed: the one awaiting the answer gets a TimeoutError."""
+        if not self.done.done():
+            self.done.set_exception(TimeoutError())
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # TCP_NODELAY is already set: asyncio and uvloop both set it on every TCP transport.
         self.transport = transport  # type: ignore[assignment]
-        no_delay(transport)
+        self.connected_at = self.done.get_loop().time()
 
     def data_received(self, data: bytes) -> None:
         self.received = True
+        if self.parser is None:
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as e:
@@ -91,8 +106,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
-        if name in (b"content-length", b"transfer-encoding"):
-            self.length_known = True
+        if name in RESPONSE_DROPPED:
+            if name == b"content-length" or name == b"transfer-encoding":
+                self.length_known = True
+            return
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -106,8 +123,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.done.set_result(self._answer())
 
     def _answer(self) -> Answer:
-        headers = [(n, v) for n, v in self.headers if n not in RESPONSE_DROPPED]
-        return Answer(self.parser.get_status_code(), headers, b"".join(self.body))
+        body = self.body
+        return Answer(self.parser.get_status_code(), self.headers, body[0] if len(body) == 1 else b"".join(body))
 
     def _fail(self, error: Exception) -> None:
         if not self.done.done():
@@ -115,84 +132,129 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.done.done() or not self.sent:  # an unused spare closed: nobody waits on it
-            return
-        if not self.received:
+        if self.done.done() or not self.sent:  # answered, or an unused spare closed: nobody waits on it
+            pass
+        elif not self.received:
             self._fail(NoAnswer(str(exc) if exc else "connection closed before any answer", sent=True))
         elif self.headers_complete and not self.length_known:
             self.done.set_result(self._answer())  # a body delimited by the close itself
         else:
             self._fail(NoAnswer("connection closed mid-answer", sent=True))
-
-
-async def connect(replica: Replica) -> UpstreamConnection:
-    loop = asyncio.get_running_loop()
-    try:
-        _, upstream = await loop.create_connection(
-            lambda: UpstreamConnection(loop.create_future()), replica.host, replica.port
-        )
-    except OSError as e:
-        raise NoAnswer(str(e), sent=False) from e
-    return upstream
+        # The parser holds this protocol: without the cycle, reference counting frees both now, and the
+        # cyclic collector is not run every few dozen requests to find them.
+        self.parser = None  # type: ignore[assignment]
 
 
 class Upstreams:
-    """Sends requests to replicas, each on a fresh connection, taking the replica's spare when it has one."""
+    """Sends requests to replicas, each on a fresh connection, taking the replica's oldest spare when it has one.
+
+    A replica's spares are kept as the tasks that open them, in the order they were opened. A request
+    takes the oldest, waiting for it if it is still connecting: a sync worker takes connections in
+    the order they came, so one opened past a spare would queue behind it, and the spare would hold
+    the worker until it expired."""
 
     def __init__(self) -> None:
-        self._spares: dict[Replica, asyncio.Task[UpstreamConnection]] = {}
+        self._spares: dict[Replica, deque[asyncio.Task[UpstreamConnection | None]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._closed = False
 
-    async def exchange(self, replica: Replica, payload: bytes) -> Answer:
-        upstream = await self._take_spare(replica) or await connect(replica)
+    async def exchange(self, replica: Replica, payload: bytes, deadline: float) -> Answer:
+        """The replica's answer; TimeoutError when it has not come by ``deadline`` (loop time)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        upstream = None
+        spares = self._spares.get(replica)
+        while spares and upstream is None:
+            spare = spares.popleft()
+            if spare.done():
+                upstream = spare.result()
+            else:  # opened after the previous answer and still connecting: only slow when the replica is
+                async with asyncio.timeout_at(deadline):
+                    upstream = await spare
+            if upstream is not None and not upstream.usable():
+                upstream = None
+        if upstream is None:
+            async with asyncio.timeout_at(deadline):
+                upstream = await connect(loop, replica)
+        timer = loop.call_at(deadline, upstream.time_out)
         try:
             answer = await upstream.send(payload)
         finally:
+            timer.cancel()
             upstream.close()
-        self._open_spare(replica)
+        # Opened on the next turn of the loop: after the caller has its answer, before its next request.
+        self._open_spare(loop, replica)
         return answer
 
-    async def _take_spare(self, replica: Replica) -> UpstreamConnection | None:
-        task = self._spares.pop(replica, None)
-        if task is None:
-            return None
+    def _open_spare(self, loop: asyncio.AbstractEventLoop, replica: Replica) -> None:
+        spares = self._spares.get(replica)
+        if spares is None:
+            spares = self._spares[replica] = deque()
+        if (
+            len(spares) >= min(MAX_SPARES, replica.worker_count)
+            or replica.state is not ReplicaState.READY
+            or self._closed
+        ):
+            return
+        spares.append(loop.create_task(self._spare(loop, replica)))
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(SPARE_IDLE_S / 4, self._sweep)
+
+    async def _spare(self, loop: asyncio.AbstractEventLoop, replica: Replica) -> UpstreamConnection | None:
         try:
-            upstream = await task  # opened during the previous answer: almost always done already
-        except NoAnswer:
-            return None
-        if upstream.idle_timer is not None:
-            upstream.idle_timer.cancel()
-        return None if upstream.closed else upstream
+            upstream = await open_connection(loop, replica)
+        except OSError:
+            return None  # the replica went away; the request that takes this connects itself, and fails over
+        if self._closed:
+            upstream.close()
+        return upstream
 
-    def _open_spare(self, replica: Replica) -> None:
-        if replica in self._spares or replica.state is not ReplicaState.READY:
-            return
-        task = asyncio.get_running_loop().create_task(connect(replica))
-        self._spares[replica] = task
-        task.add_done_callback(lambda t: self._spare_opened(replica, t))
-
-    def _spare_opened(self, replica: Replica, task: asyncio.Task[UpstreamConnection]) -> None:
-        if task.cancelled() or task.exception() is not None:
-            if self._spares.get(replica) is task:
+    def _sweep(self) -> None:
+        """Close spares unused for ``SPARE_IDLE_S`` (or closed by the replica); runs while any spare is kept."""
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        for replica, spares in list(self._spares.items()):
+            while spares and spares[0].done():
+                upstream = spares[0].result()
+                if upstream is not None and upstream.usable() and now - upstream.connected_at < SPARE_IDLE_S:
+                    break
+                spares.popleft()
+                if upstream is not None:
+                    upstream.close()
+            if not spares:
                 del self._spares[replica]
-            return
-        upstream = task.result()
-        upstream.idle_timer = asyncio.get_running_loop().call_later(SPARE_IDLE_S, self._expire, replica, task)
-
-    def _expire(self, replica: Replica, task: asyncio.Task[UpstreamConnection]) -> None:
-        if self._spares.get(replica) is task:
-            del self._spares[replica]
-            task.result().close()
+        self._sweeper = loop.call_later(SPARE_IDLE_S / 4, self._sweep) if self._spares else None
 
     def close(self) -> None:
-        for task in self._spares.values():
-            if task.done() and not task.cancelled() and task.exception() is None:
-                task.result().close()
-            else:
-                task.cancel()
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for spares in self._spares.values():
+            for spare in spares:
+                if spare.done() and (upstream := spare.result()) is not None:
+                    upstream.close()
         self._spares.clear()
 
 
-def no_delay(transport: asyncio.BaseTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+async def open_connection(loop: asyncio.AbstractEventLoop, replica: Replica) -> UpstreamConnection:
+    """A connection to the replica's Unix socket when it listens on one, else to its loopback port."""
+    if replica.socket_path is not None:
+        _, upstream = await loop.create_unix_connection(
+            lambda: UpstreamConnection(loop.create_future()), replica.socket_path
+        )
+    else:
+        _, upstream = await loop.create_connection(
+            lambda: UpstreamConnection(loop.create_future()), replica.host, replica.port
+        )
+    return upstream
+
+
+async def connect(loop: asyncio.AbstractEventLoop, replica: Replica) -> UpstreamConnection:
+    try:
+        return await open_connection(loop, replica)
+    except OSError as e:
+        raise NoAnswer(str(e), sent=False) from e
