@@ -20,7 +20,11 @@ from deployflow.runtime.child import CHILD_SCRIPTS
 ALLOWED_OUTSIDE_STDLIB = {"azureml_inference_server_http", "score"}
 # The MLflow scoring script runs only in an MLflow model's environment, which the platform builds
 # with mlflow-skinny, pandas and numpy beside the server (whose azureml.contrib it imports).
-ALLOWED_FOR = {"mlflow_score.py": {"mlflow", "numpy", "pandas", "azureml"}}
+ALLOWED_FOR = {
+    "mlflow_score.py": {"mlflow", "numpy", "pandas", "azureml"},
+    # the server's own WSGI server (a requirement of azureml-inference-server-http off Windows)
+    "replica_main.py": {"gunicorn"},
+}
 SCRIPTS = sorted(p for p in CHILD_SCRIPTS.glob("*.py") if p.name != "__init__.py")
 
 
