@@ -7,7 +7,9 @@ answers every request with `Connection: close`, so that path is the common one.
 Driven by callbacks: a request's outcome goes to its owner's `answered` or `failed`
 straight from the event loop's read callback, so the owner can send the next request
 there and then. A future and a coroutine step per request cost the generator more CPU
-than the rest of the request together.
+than the rest of the request together. The requests sent while the loop works through
+its ready sockets go out together after them (WriteBatch), as wrk's do: the server then
+finds several at each wake-up, which saves CPU on both sides.
 """
 
 from __future__ import annotations
@@ -76,11 +78,36 @@ async def resolve(spec: RequestSpec) -> Target:
     return Target(sockaddr[0], spec.port, family)
 
 
+class WriteBatch:
+    """Requests to write once the event loop has run the callbacks that are ready now.
+
+    One per run: `flush()` writes them (the load's own code calls it before it sleeps);
+    otherwise a callback scheduled with the first request does.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._pending: list[_HttpProtocol] = []
+
+    def add(self, proto: _HttpProtocol) -> None:
+        self._pending.append(proto)
+        if len(self._pending) == 1:
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for proto in pending:
+            if proto.waiting:  # not timed out or closed meanwhile (then its transport is gone too)
+                proto.transport.write(proto.payload)  # type: ignore[union-attr]
+
+
 class _HttpProtocol(asyncio.Protocol):
     """One TCP connection: writes a request, feeds the answer to httptools, tells its Connection."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, payload: bytes, batch: WriteBatch) -> None:
         self._conn = conn
+        self.payload = payload
+        self._batch = batch
         self.transport: asyncio.Transport | None = None
         self.reusable = False
         self.waiting = False  # a request is out and not yet settled
@@ -92,7 +119,8 @@ class _HttpProtocol(asyncio.Protocol):
         self._headers_done = False
         self._complete = False
 
-    def request(self, payload: bytes) -> None:
+    def request(self) -> None:
+        """Send the request with the batch: soon, not now (see WriteBatch)."""
         assert self.transport is not None and not self.waiting
         self.waiting = True
         self.got_bytes = False
@@ -100,7 +128,7 @@ class _HttpProtocol(asyncio.Protocol):
         self._server_ms = None
         self._framed = False
         self._headers_done = False
-        self.transport.write(payload)
+        self._batch.add(self)
 
     def close(self) -> None:
         self.reusable = False
@@ -191,10 +219,11 @@ class Connection:
     of requests per second is a fifth of the generator's CPU.
     """
 
-    def __init__(self, target: Target, payload: bytes, owner: Owner) -> None:
+    def __init__(self, target: Target, payload: bytes, owner: Owner, batch: WriteBatch) -> None:
         self._target = target
         self._payload = payload
         self._owner = owner
+        self._batch = batch
         self._loop = asyncio.get_running_loop()
         self._proto: _HttpProtocol | None = None
         self._opening: asyncio.Task[None] | None = None
@@ -210,7 +239,7 @@ class Connection:
         proto = self._proto
         if proto is not None and proto.reusable:
             self._fresh = False
-            proto.request(self._payload)
+            proto.request()
         else:
             self._reopen()
 
@@ -272,7 +301,7 @@ class Connection:
         try:
             async with asyncio.timeout(self._deadline - time.monotonic()):
                 _, proto = await self._loop.create_connection(
-                    lambda: _HttpProtocol(self),
+                    lambda: _HttpProtocol(self, self._payload, self._batch),
                     host=target.address,
                     port=target.port,
                     family=target.family,
@@ -288,4 +317,4 @@ class Connection:
             self._settle_failed(kind)
             return
         self._proto = proto
-        proto.request(self._payload)
+        proto.request()

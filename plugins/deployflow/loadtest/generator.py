@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
-from deployflow.loadtest.client import TIMEOUT, Connection, Target, resolve
+from deployflow.loadtest.client import TIMEOUT, Connection, Target, WriteBatch, resolve
 from deployflow.loadtest.guard import MAX_CONNECTIONS, MAX_DURATION_S, require_at_most
 from deployflow.loadtest.recorder import Recorder
 from deployflow.loadtest.result import CLOSED_LOOP, OPEN_LOOP, LoadResult
@@ -42,7 +42,7 @@ class _Slot:
         self._rec = load.rec
         self._timeout_s = load.timeout_s
         self._intended = 0.0
-        self.conn = Connection(target, payload, self)
+        self.conn = Connection(target, payload, self, load.batch)
 
     def send(self, intended: float, now: float) -> bool:
         """Send the request meant for `intended`; False (a timeout) if its deadline passed before."""
@@ -75,6 +75,7 @@ class _Load:
         self.rec = rec
         self.timeout_s = request.timeout_s
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.batch = WriteBatch()
         payload = request.wire_bytes()
         self.slots = [_Slot(self, target, payload) for _ in range(slots)]
 
@@ -178,15 +179,18 @@ async def _dispatch(load: _OpenLoad, offsets: Iterator[float], start: float) -> 
             while now < due:
                 # Timers tick in whole milliseconds and can end early: wait at least a tick
                 # rather than spin, so a send may be up to a tick late but is never early.
+                load.batch.flush()
                 await asyncio.sleep(max(due - now, _TIMER_TICK_S))
                 now = time.monotonic()
         else:
             burst += 1
             if burst >= _BURST:  # behind schedule: still let responses be read
                 burst = 0
+                load.batch.flush()
                 await asyncio.sleep(0)
                 now = time.monotonic()
         load.put(due, now)
+    load.batch.flush()
     load.dispatched_all()
 
 

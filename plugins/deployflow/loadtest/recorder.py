@@ -5,6 +5,8 @@ from __future__ import annotations
 from deployflow.loadtest.histogram import LatencyHistogram
 from deployflow.loadtest.result import GeneratorLag, LoadResult
 
+_BATCH = 1024  # latencies held here before they go to the histogram
+
 
 class Recorder:
     """Counters and histograms, updated from the event loop only (no locking needed)."""
@@ -21,7 +23,7 @@ class Recorder:
         self.errors: dict[str, int] = {}
         self.last_done = 0.0  # monotonic time of the last settled request
         self._max_lag_s = 0.0
-        self._latency_us = self.latency.record_us
+        self._latencies_us: list[int] = []  # handed to the histogram in bulk
 
     def dispatched(self, late_s: float, waits: bool) -> None:
         """The dispatcher handed out a send `late_s` after its time; `waits` if no slot was free."""
@@ -42,7 +44,11 @@ class Recorder:
         self.last_done = now
         if 200 <= status < 300:
             self.ok += 1
-            self._latency_us(latency_s * 1e6)
+            latencies = self._latencies_us
+            latencies.append(int(latency_s * 1e6))
+            if len(latencies) >= _BATCH:
+                self.latency.record_many_us(latencies)
+                latencies.clear()
             if server_ms is not None:
                 self.server_time.record_ms(server_ms)
                 self.overhead.record_s(latency_s - server_ms / 1e3)
@@ -55,6 +61,8 @@ class Recorder:
         self.last_done = now
 
     def result(self, *, mode: str, requested_rate: float, scheduled: int, duration_s: float) -> LoadResult:
+        self.latency.record_many_us(self._latencies_us)
+        self._latencies_us.clear()
         self.lag.max_lag_ms = max(self.lag.max_lag_ms, self._max_lag_s * 1e3)
         return LoadResult(
             mode=mode,
