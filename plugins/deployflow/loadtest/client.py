@@ -104,8 +104,9 @@ class WriteBatch:
 class _HttpProtocol(asyncio.Protocol):
     """One TCP connection: writes a request, feeds the answer to httptools, tells its Connection."""
 
-    def __init__(self, conn: Connection, payload: bytes, batch: WriteBatch) -> None:
+    def __init__(self, conn: Connection, owner: Owner, payload: bytes, batch: WriteBatch) -> None:
         self._conn = conn
+        self._owner = owner  # answers go straight to it; failures through the Connection, which may retry
         self.payload = payload
         self._batch = batch
         self.transport: asyncio.Transport | None = None
@@ -162,7 +163,7 @@ class _HttpProtocol(asyncio.Protocol):
             self.abort()  # first, so that a next request goes on a new connection
         if complete:  # even if garbage follows: that response came whole
             self.waiting = False
-            self._conn._answered(self._status, self._server_ms)
+            self._owner.answered(self._status, self._server_ms)
         elif broken and waiting:
             self._conn._failed(self, PROTOCOL)
 
@@ -176,7 +177,7 @@ class _HttpProtocol(asyncio.Protocol):
             return
         self.waiting = False
         if self._headers_done and not self._framed and exc is None:
-            self._conn._answered(self._status, self._server_ms)  # a body delimited by the close itself
+            self._owner.answered(self._status, self._server_ms)  # a body delimited by the close itself
         else:
             self._conn._failed(self, RESET)
 
@@ -229,12 +230,14 @@ class Connection:
         self._opening: asyncio.Task[None] | None = None
         self._deadline = math.inf
         self._fresh = False  # the request went out on a connection opened for it
-        self.busy = False
+
+    @property
+    def busy(self) -> bool:
+        """A request is in progress: a connection is being opened for it, or it is out unanswered."""
+        return self._opening is not None or (self._proto is not None and self._proto.waiting)
 
     def send(self, deadline: float) -> None:
-        """Send the request, to be settled by `deadline` (time.monotonic()) at the latest."""
-        assert not self.busy
-        self.busy = True
+        """Send the request (none may be in progress), to be settled by `deadline` (time.monotonic())."""
         self._deadline = deadline
         proto = self._proto
         if proto is not None and proto.reusable:
@@ -245,13 +248,12 @@ class Connection:
 
     def expire(self, now: float) -> None:
         """Fail the request in progress as TIMEOUT if its deadline is past `now`."""
-        if self.busy and now >= self._deadline:
+        if now >= self._deadline and self.busy:
             self._discard()  # a late response must not be taken for the next request's
             self._settle_failed(TIMEOUT)
 
     def close(self) -> asyncio.Task[None] | None:
         """Close the connection; a connect in progress is cancelled and returned, to be awaited."""
-        self.busy = False
         opening, self._opening = self._opening, None
         if opening is not None:
             opening.cancel()
@@ -269,14 +271,9 @@ class Connection:
             self._proto = None
 
     def _settle_failed(self, kind: str) -> None:
-        self.busy = False
         self._owner.failed(kind)
 
     # from _HttpProtocol
-
-    def _answered(self, status: int, server_ms: float | None) -> None:
-        self.busy = False
-        self._owner.answered(status, server_ms)
 
     def _failed(self, proto: _HttpProtocol, kind: str) -> None:
         if kind == RESET and not (self._fresh or proto.got_bytes):
@@ -301,7 +298,7 @@ class Connection:
         try:
             async with asyncio.timeout(self._deadline - time.monotonic()):
                 _, proto = await self._loop.create_connection(
-                    lambda: _HttpProtocol(self, self._payload, self._batch),
+                    lambda: _HttpProtocol(self, self._owner, self._payload, self._batch),
                     host=target.address,
                     port=target.port,
                     family=target.family,
