@@ -178,6 +178,8 @@ def open_loop_steps(request: RequestSpec, max_rate: float, connections: int) -> 
                 "achieved_fraction": round(result.achieved_fraction or 0.0, 3),
                 "fell_behind": result.generator_fell_behind,
                 "late_sends": result.generator_lag.late_sends,
+                "late_dispatches": result.generator_lag.late_dispatches,  # the generator's own CPU
+                "slot_waits": result.generator_lag.slot_waits,  # every connection busy
             }
         )
     return steps
