@@ -102,7 +102,7 @@ class WriteBatch:
 
 
 class _HttpProtocol(asyncio.Protocol):
-    """One TCP connection: writes a request, feeds the answer to httptools, tells its Connection."""
+    """One TCP connection: writes a request, feeds the answer to httptools, reports how it ended."""
 
     def __init__(self, conn: Connection, owner: Owner, payload: bytes, batch: WriteBatch) -> None:
         self._conn = conn
