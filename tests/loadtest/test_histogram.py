@@ -34,6 +34,7 @@ def test_recording_in_bulk_fills_the_same_buckets_as_hdrh_value_by_value() -> No
 
     assert ours == LatencyHistogram.decode(reference.encode().decode("ascii"))
     assert ours.count == 20_000
+    assert ours.percentiles() == LatencyHistogram(reference).percentiles()  # min, max and mean too
 
 
 def test_percentiles_are_within_hdr_precision_of_the_exactlognormal_ms() -> None:

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
-from deployflow.loadtest.client import TIMEOUT, Connection, RequestFailed, resolve
+from deployflow.loadtest.client import TIMEOUT, Connection, Target, WriteBatch, resolve
 from deployflow.loadtest.guard import MAX_CONNECTIONS, MAX_DURATION_S, require_at_most
 from deployflow.loadtest.recorder import Recorder
 from deployflow.loadtest.result import CLOSED_LOOP, OPEN_LOOP, LoadResult
@@ -34,62 +34,142 @@ _EXPIRY_SWEEP_S = 0.05  # longest a timed-out request waits past its deadline to
 T = TypeVar("T")
 
 
-class _SendQueue:
-    """Hands intended send times to idle slots, most recently idle first.
+class _Slot:
+    """One connection and the request on it: records how each ended, then asks its load for more."""
+
+    def __init__(self, load: _Load, target: Target, payload: bytes) -> None:
+        self._load = load
+        self._rec = load.rec
+        self._timeout_s = load.timeout_s
+        self._intended = 0.0
+        self.conn = Connection(target, payload, self, load.batch)
+
+    def send(self, intended: float, now: float) -> bool:
+        """Send the request meant for `intended`; False (a timeout) if its deadline passed before."""
+        deadline = intended + self._timeout_s
+        if deadline <= now:
+            self._rec.error(TIMEOUT, now)  # waited for a slot past its deadline; never sent
+            return False
+        self._intended = intended
+        self._rec.sent += 1
+        self.conn.send(deadline)
+        return True
+
+    # Connection's owner: one clock reading per response, which is also the next send's time.
+
+    def answered(self, status: int, server_ms: float | None) -> None:
+        now = time.monotonic()
+        self._rec.response(status, server_ms, now - self._intended, now)
+        self._load.next(self, now)
+
+    def failed(self, kind: str) -> None:
+        now = time.monotonic()
+        self._rec.error(kind, now)
+        self._load.next(self, now)
+
+
+class _Load:
+    """The slots of one run and what they send next; `finished` resolves when all are done."""
+
+    def __init__(self, request: RequestSpec, target: Target, rec: Recorder, slots: int) -> None:
+        self.rec = rec
+        self.timeout_s = request.timeout_s
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.batch = WriteBatch()
+        payload = request.wire_bytes()
+        self.slots = [_Slot(self, target, payload) for _ in range(slots)]
+
+    def next(self, slot: _Slot, now: float) -> None:
+        """`slot`'s request has settled at `now`: give it the next one, or let it rest."""
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+    def expire(self, now: float) -> None:
+        for slot in self.slots:
+            slot.conn.expire(now)
+
+    async def close(self) -> None:
+        opening = [task for slot in self.slots if (task := slot.conn.close()) is not None]
+        await asyncio.gather(*opening, return_exceptions=True)
+
+
+class _OpenLoad(_Load):
+    """Hands intended send times to idle slots, most recently idle first; the rest wait in order.
 
     LIFO keeps the same few connections busy at low rates instead of opening all of them.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._pending: deque[float | None] = deque()
-        self._idle: list[asyncio.Future[float | None]] = []
+    def __init__(self, request: RequestSpec, target: Target, rec: Recorder, slots: int) -> None:
+        super().__init__(request, target, rec, slots)
+        self._idle = list(self.slots)
+        self._waiting: deque[float] = deque()
+        self._dispatching = True
 
-    def put(self, item: float | None) -> bool:
-        """Queue one send (None stops a slot); True when no slot was free to take it."""
-        while self._idle:
-            waiter = self._idle.pop()
-            if not waiter.done():
-                waiter.set_result(item)
-                return False
-        self._pending.append(item)
-        return True
+    def put(self, intended: float, now: float) -> None:
+        """The send meant for `intended`, handed out at `now`."""
+        waits = not self._idle
+        self.rec.dispatched(now - intended, waits)
+        if waits:
+            self._waiting.append(intended)
+        else:
+            self._start(self._idle.pop(), intended, now)
 
-    async def get(self) -> float | None:
-        if self._pending:
-            return self._pending.popleft()
-        waiter: asyncio.Future[float | None] = self._loop.create_future()
-        self._idle.append(waiter)
-        return await waiter
+    def dispatched_all(self) -> None:
+        self._dispatching = False
+        if len(self._idle) == len(self.slots):
+            self._finish()
 
+    def next(self, slot: _Slot, now: float) -> None:
+        if self._waiting:
+            self._start(slot, self._waiting.popleft(), now)
+        else:
+            self._rest(slot)
 
-async def _send_one(conn: Connection, payload: bytes, intended: float, timeout_s: float, rec: Recorder) -> None:
-    """One request, its latency counted from `intended` and its deadline too."""
-    started = time.monotonic()
-    rec.start(started - intended)
-    deadline = intended + timeout_s
-    if deadline <= started:
-        rec.error(TIMEOUT, started)  # waited for a slot past its deadline; never sent
-        return
-    rec.sent += 1
-    try:
-        response = await conn.send(payload, deadline)
-    except RequestFailed as exc:
-        rec.error(exc.kind, time.monotonic())
-    else:
-        now = time.monotonic()
-        rec.response(response, now - intended, now)
+    def _start(self, slot: _Slot, intended: float, now: float) -> None:
+        while True:
+            self.rec.start(now - intended)
+            if slot.send(intended, now):
+                return
+            if not self._waiting:
+                self._rest(slot)
+                return
+            intended = self._waiting.popleft()
 
-
-async def _open_slot(queue: _SendQueue, conn: Connection, payload: bytes, timeout_s: float, rec: Recorder) -> None:
-    try:
-        while (intended := await queue.get()) is not None:
-            await _send_one(conn, payload, intended, timeout_s, rec)
-    finally:
-        conn.close()
+    def _rest(self, slot: _Slot) -> None:
+        self._idle.append(slot)
+        if not self._dispatching and len(self._idle) == len(self.slots):
+            self._finish()
 
 
-async def _dispatch(queue: _SendQueue, offsets: Iterator[float], start: float, rec: Recorder) -> None:
+class _ClosedLoad(_Load):
+    """Each slot sends again as soon as its last request settles, until the budget or time runs out."""
+
+    def __init__(
+        self, request: RequestSpec, target: Target, rec: Recorder, slots: int, end: float, budget: float
+    ) -> None:
+        super().__init__(request, target, rec, slots)
+        self._end = end
+        self._budget = budget
+        self._resting = 0
+
+    def begin(self) -> None:
+        for slot in self.slots:
+            self.next(slot, time.monotonic())
+
+    def next(self, slot: _Slot, now: float) -> None:
+        if self._budget > 0 and now < self._end:
+            self._budget -= 1
+            slot.send(now, now)
+            return
+        self._resting += 1
+        if self._resting == len(self.slots):
+            self._finish()
+
+
+async def _dispatch(load: _OpenLoad, offsets: Iterator[float], start: float) -> None:
     burst = 0
     for offset in offsets:
         due = start + offset
@@ -99,48 +179,44 @@ async def _dispatch(queue: _SendQueue, offsets: Iterator[float], start: float, r
             while now < due:
                 # Timers tick in whole milliseconds and can end early: wait at least a tick
                 # rather than spin, so a send may be up to a tick late but is never early.
+                load.batch.flush()
                 await asyncio.sleep(max(due - now, _TIMER_TICK_S))
                 now = time.monotonic()
         else:
             burst += 1
             if burst >= _BURST:  # behind schedule: still let responses be read
                 burst = 0
+                load.batch.flush()
                 await asyncio.sleep(0)
                 now = time.monotonic()
-        rec.dispatched(now - due, queue.put(due))
+        load.put(due, now)
+    load.batch.flush()
+    load.dispatched_all()
 
 
-async def _expire_overdue(conns: list[Connection], tick_s: float) -> None:
+async def _expire_overdue(load: _Load, tick_s: float) -> None:
     """Time out overdue requests, sweeping every connection each tick (see Connection)."""
     while True:
         await asyncio.sleep(tick_s)
-        now = time.monotonic()
-        for conn in conns:
-            conn.expire(now)
+        load.expire(time.monotonic())
 
 
-async def _run_slots(
-    slots: list[asyncio.Task[None]],
-    conns: list[Connection],
-    body: Coroutine[Any, Any, None],
-    timeout_s: float,
-    bound_s: float,
-) -> None:
-    """Await `body`, then the slots, within `bound_s`, timing requests out meanwhile.
+async def _run(load: _Load, body: Coroutine[Any, Any, None], bound_s: float) -> None:
+    """Await `body`, then every slot, within `bound_s`, timing requests out meanwhile.
 
     Whatever is left at the bound is cancelled.
     """
-    sweeper = asyncio.create_task(_expire_overdue(conns, min(_EXPIRY_SWEEP_S, timeout_s / 10)))
+    sweeper = asyncio.create_task(_expire_overdue(load, min(_EXPIRY_SWEEP_S, load.timeout_s / 10)))
     try:
         async with asyncio.timeout(bound_s):
             await body
-            await asyncio.gather(*slots)
+            await load.finished
     except TimeoutError as exc:
         raise RuntimeError(f"load test did not finish within its bound of {bound_s:.1f} s") from exc
     finally:
-        for task in [*slots, sweeper]:
-            task.cancel()
-        await asyncio.gather(*slots, sweeper, return_exceptions=True)
+        sweeper.cancel()
+        await load.close()
+        await asyncio.gather(sweeper, return_exceptions=True)
 
 
 async def open_loop(
@@ -162,24 +238,13 @@ async def open_loop(
     if max_in_flight < 1:
         raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
     require_at_most("max_in_flight", max_in_flight, MAX_CONNECTIONS)
-    loop = asyncio.get_running_loop()
     target = await resolve(request)
-    payload = request.wire_bytes()
     rec = Recorder(lag_threshold_ms)
-    queue = _SendQueue(loop)
-    conns = [Connection(target) for _ in range(max_in_flight)]
-    slots = [asyncio.create_task(_open_slot(queue, c, payload, request.timeout_s, rec)) for c in conns]
+    load = _OpenLoad(request, target, rec, max_in_flight)
     start = time.monotonic() if start_at is None else start_at
-
-    async def dispatch_all() -> None:
-        await asyncio.sleep(0)  # let every slot register as idle before the first send
-        await _dispatch(queue, schedule.offsets(shard, shards), start, rec)
-        for _ in slots:
-            queue.put(None)
-
     ahead_s = max(0.0, start - time.monotonic())
     bound_s = ahead_s + schedule.duration_s + request.timeout_s + _GRACE_S
-    await _run_slots(slots, conns, dispatch_all(), request.timeout_s, bound_s)
+    await _run(load, _dispatch(load, schedule.offsets(shard, shards), start), bound_s)
     scheduled = schedule.shard_size(shard, shards)
     return rec.result(
         mode=OPEN_LOOP,
@@ -208,24 +273,12 @@ async def closed_loop(
     require_at_most("concurrency", concurrency, MAX_CONNECTIONS)
     require_at_most("closed-loop duration (s)", duration_s, MAX_DURATION_S)
     target = await resolve(request)
-    payload = request.wire_bytes()
     rec = Recorder(DEFAULT_LAG_THRESHOLD_MS)
     budget = math.inf if max_requests is None else max_requests
     start = time.monotonic()
-    end = start + duration_s
-
-    async def slot(conn: Connection) -> None:
-        nonlocal budget
-        try:
-            while budget > 0 and (now := time.monotonic()) < end:
-                budget -= 1
-                await _send_one(conn, payload, now, request.timeout_s, rec)
-        finally:
-            conn.close()
-
-    conns = [Connection(target) for _ in range(concurrency)]
-    slots = [asyncio.create_task(slot(c)) for c in conns]
-    await _run_slots(slots, conns, asyncio.sleep(0), request.timeout_s, duration_s + request.timeout_s + _GRACE_S)
+    load = _ClosedLoad(request, target, rec, concurrency, start + duration_s, budget)
+    load.begin()
+    await _run(load, asyncio.sleep(0), duration_s + request.timeout_s + _GRACE_S)
     return rec.result(
         mode=CLOSED_LOOP,
         requested_rate=0.0,

@@ -122,14 +122,13 @@ class Schedule:
         index = 0
         step_start = 0.0
         for step in self.steps:
-            if step.count:
+            count = step.count
+            if count:
                 interval = 1.0 / step.rate
                 # First j in this step whose global index belongs to this shard.
-                j = (shard - index) % shards
-                while j < step.count:
+                for j in range((shard - index) % shards, count, shards):
                     yield step_start + j * interval
-                    j += shards
-            index += step.count
+            index += count
             step_start += step.duration_s
 
 

@@ -28,8 +28,9 @@ from deployflow.loadtest.result import LoadResult, merge_results
 from deployflow.loadtest.schedule import Schedule
 from deployflow.loadtest.spec import RequestSpec
 
-# One generator process keeps ~59,000 requests/s to a trivial server on this machine class
-# (bench/results/loadgen_vs_wrk.json); a third of that leaves room for real responses and a busy worker.
+# One generator process keeps 59,000-68,000 requests/s on schedule to a trivial server on this machine
+# class when it is quiet (bench/loadgen_vs_wrk.py); a third of that leaves room for real responses and a
+# busy worker.
 DEFAULT_MAX_RATE_PER_WORKER = 20_000.0
 # Between planning and the shared start: time for every mapped part to be queued, picked up by a
 # Celery worker and imported. A part that is not ready by then starts late, and is reported.
