@@ -102,7 +102,9 @@ def test_profile_recommends_the_cheapest_config_and_leaves_no_deployment(client,
             model="diabetes:1",
             package_path=str(SAMPLE_MODEL),
             candidates=candidates,
-            slo={"latency_ms": 100, "percentile": 99, "max_error_percent": 1.0},
+            # p99 of a 1 s step is about its slowest request: 250 ms, not 100, so that one descheduled
+            # request on a machine running the rest of the suite does not end a whole core's search at 14/s
+            slo={"latency_ms": 250, "percentile": 99, "max_error_percent": 1.0},
             target_rate=60,
             headroom=0.2,
             prices={"per_cpu_core_hour": 0.05, "per_gb_hour": 0.005},

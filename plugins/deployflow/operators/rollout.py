@@ -10,6 +10,7 @@ endpoint really is.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -45,6 +46,12 @@ from deployflow.rollout.timeline import render_timeline_html
 from deployflow.ui.links import RolloutRecordLink, RolloutTimelineLink
 
 __all__ = ["AWAITING_APPROVAL", "ROLLED_BACK", "RollBackRejectedRolloutOperator", "RolloutOperator"]
+
+# A wait for the old deployment's delete shorter than this is slept in the task: deferring for a few
+# seconds frees no slot worth having, and a trigger that fires before the executor has reported the
+# deferring process's exit lets Airflow's scheduler fail the task ("state changed externally"; seen
+# with a 1 s delay under load in the real-Airflow test).
+DEFER_DELETE_AT_LEAST_S = 30.0
 
 
 class RolloutOperator(MLPlatformOperator):
@@ -271,10 +278,13 @@ class RolloutOperator(MLPlatformOperator):
                 action.old,
                 action.delete_old_after_s,
             )
-            self.defer(
-                trigger=TimeDeltaTrigger(timedelta(seconds=action.delete_old_after_s), end_from_trigger=False),
-                method_name="delete_old",
-            )
+            if action.delete_old_after_s < DEFER_DELETE_AT_LEAST_S:
+                time.sleep(action.delete_old_after_s)
+            else:
+                self.defer(
+                    trigger=TimeDeltaTrigger(timedelta(seconds=action.delete_old_after_s), end_from_trigger=False),
+                    method_name="delete_old",
+                )
         return self.delete_old(context)
 
     def delete_old(self, context: Context, event: Any = None) -> dict[str, Any]:
