@@ -215,3 +215,17 @@ def test_the_replica_serves_the_router_on_an_owner_only_unix_socket(runtime: Run
         while chunk := sock.recv(65536):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+
+
+def test_a_replica_opens_no_gunicorn_control_socket(runtime: RuntimeProcess) -> None:
+    """gunicorn 25.1+ would serve its control interface (worker counts, reload, shutdown) on a socket in the
+    replica user's home; the runtime's replicas listen on their port and their own socket, nothing else."""
+    replicas = [
+        c
+        for c in psutil.Process(runtime.process.pid).children(recursive=True)
+        if "replica_main" in " ".join(c.cmdline())
+    ]
+    assert replicas, "the module's deployments have replicas"
+    unix_paths = {c.laddr for p in replicas for c in p.net_connections(kind="unix") if c.laddr}
+    sockets = {str(path) for path in (runtime.data_dir / "sockets").glob("*.sock")}
+    assert unix_paths and unix_paths <= sockets, unix_paths - sockets

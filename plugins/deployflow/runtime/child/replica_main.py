@@ -11,6 +11,10 @@ instead of leaving them orphaned.
 
 With ``DEPLOYFLOW_REPLICA_SOCKET`` set, gunicorn also listens on that Unix socket, which the
 runtime's router uses: a connection per request costs both sides less there than over loopback TCP.
+
+gunicorn 25.1 and later open a control socket by default (``~/.gunicorn/gunicorn.ctl`` or under
+``$XDG_RUNTIME_DIR``: worker counts, reloads, shutdown for whoever can open it). The runtime manages
+its replicas itself, so a replica runs without one wherever the environment's gunicorn has the switch.
 """
 
 import ctypes
@@ -19,6 +23,7 @@ import signal
 import sys
 
 import gunicorn.app.wsgiapp
+import gunicorn.config
 from azureml_inference_server_http import amlserver
 
 PR_SET_PDEATHSIG = 1
@@ -29,18 +34,24 @@ def _die_with_parent() -> None:
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-class _AlsoOnUnixSocket(gunicorn.app.wsgiapp.WSGIApplication):
-    """azmlinfsrv's gunicorn application with one more bind: it reads its binds from sys.argv when built.
-    The umask makes the socket owner-only (gunicorn applies it to the sockets it creates, nothing else)."""
+def _has_setting(name):
+    return any(setting.name == name for setting in gunicorn.config.KNOWN_SETTINGS)
+
+
+class _Replica(gunicorn.app.wsgiapp.WSGIApplication):
+    """azmlinfsrv's gunicorn application with the runtime's arguments: it reads them from sys.argv when built.
+    The umask makes the Unix socket owner-only (gunicorn applies it to the sockets it creates, nothing else)."""
 
     def __init__(self, *args, **kwargs):
-        sys.argv[1:1] = ["-b", "unix:" + os.environ["DEPLOYFLOW_REPLICA_SOCKET"], "-m", "0o177"]
+        if os.environ.get("DEPLOYFLOW_REPLICA_SOCKET"):
+            sys.argv[1:1] = ["-b", "unix:" + os.environ["DEPLOYFLOW_REPLICA_SOCKET"], "-m", "0o177"]
+        if _has_setting("control_socket_disable"):
+            sys.argv[1:1] = ["--no-control-socket"]
         super().__init__(*args, **kwargs)
 
 
 amlserver.DEFAULT_HOST = os.environ.get("DEPLOYFLOW_REPLICA_HOST", "127.0.0.1")
-if os.environ.get("DEPLOYFLOW_REPLICA_SOCKET"):
-    gunicorn.app.wsgiapp.WSGIApplication = _AlsoOnUnixSocket
+gunicorn.app.wsgiapp.WSGIApplication = _Replica
 os.register_at_fork(after_in_child=_die_with_parent)
 
 if __name__ == "__main__":
