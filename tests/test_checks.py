@@ -86,3 +86,28 @@ def test_bad_severities_say_what_is_allowed(given: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_severities(given)
     assert parse_severities(None)["sample_answers"] is Severity.FAIL
+
+
+def test_a_json_string_answer_is_json_and_matches_the_expected_document_it_holds() -> None:
+    """run() returning json.dumps(answer) is answered as a JSON string by azmlinfsrv (it encodes again)."""
+    send, _ = answering({
+        b'{"x": 1}': Answer(200, "[1.0]", True, 3.0),  # the JSON string "[1.0]": the expected answer, encoded twice
+        b'{"x": 2}': Answer(200, "[2.5]", True, 3.0),  # encoded twice, and wrong
+        MALFORMED_BODY: Answer(400, {"error": "bad"}, True, 1.0),
+    })  # fmt: skip
+    report = run_checks(send, SAMPLES, rel_tol=1e-6, abs_tol=0.0, timeout_s=5)
+    passed = {(o.check, o.sample): o.detail for o in report.outcomes if o.passed}
+    assert passed[("answer_is_json", "one")] == passed[("answer_is_json", "two")] == "JSON"
+    assert passed[("sample_answers", "one")].startswith("matches once decoded: the answer is a JSON string")
+    assert "json.dumps" in passed[("sample_answers", "one")]
+    assert report.lines(report.failures) == ["[fail] sample_answers (two): $: expected [2.0], got '[2.5]'"]
+
+
+def test_text_that_is_not_json_fails_answer_is_json_and_a_string_expected_is_compared_as_it_is() -> None:
+    samples = [Sample("text", b'{"x": 1}', "[1.0]")]
+    send, _ = answering({b'{"x": 1}': Answer(200, "[1.0]", True, 3.0), MALFORMED_BODY: Answer(400, {}, True, 1.0)})
+    assert run_checks(send, samples, rel_tol=0, abs_tol=0, timeout_s=5).failures == []
+    send, _ = answering({b'{"x": 1}': Answer(200, "1.0 2.0", False, 3.0), MALFORMED_BODY: Answer(400, {}, True, 1.0)})
+    report = run_checks(send, SAMPLES[:1], rel_tol=0, abs_tol=0, timeout_s=5)
+    assert [o.check for o in report.failures] == ["answer_is_json", "sample_answers"]
+    assert report.lines(report.failures)[1].endswith("the answer is not JSON, so it cannot match")

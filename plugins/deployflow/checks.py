@@ -11,6 +11,7 @@ recorded, not only the first failure.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -57,6 +58,12 @@ MALFORMED_FIX = (
     "`from azureml.contrib.services.aml_response import AMLResponse` and "
     '`return AMLResponse(json.dumps({"error": str(e)}), 400)`, or declare the input with '
     "inference-schema's @input_schema, whose parser answers 400 itself"
+)
+# azmlinfsrv JSON-encodes what run() returns, so a run() that returns json.dumps(answer) answers a JSON string.
+DOUBLE_ENCODED = (
+    "matches once decoded: the answer is a JSON string holding the expected JSON (run() returns "
+    "json.dumps(...), which the server encodes again), so clients must decode it twice; return the object "
+    "itself for a plain JSON answer"
 )
 
 
@@ -214,11 +221,25 @@ def _judge_answer(
     elif sample.expected is not None and answer.is_json:
         problems = compare_responses(sample.expected, answer.body, rel_tol=rel_tol, abs_tol=abs_tol)
         listed = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+        inner = _json_inside(answer.body) if problems and not isinstance(sample.expected, str) else None
+        if inner is not None and not compare_responses(sample.expected, inner[0], rel_tol=rel_tol, abs_tol=abs_tol):
+            record(Check.SAMPLE_ANSWERS, True, DOUBLE_ENCODED, sample.name)
+            return
         record(Check.SAMPLE_ANSWERS, not problems, listed or "matches", sample.name)
     elif sample.expected is not None:
         record(Check.SAMPLE_ANSWERS, False, "the answer is not JSON, so it cannot match", sample.name)
     else:
         record(Check.SAMPLE_ANSWERS, True, "answered 200 (no expected answer given)", sample.name)
+
+
+def _json_inside(body: Any) -> tuple[Any] | None:
+    """The JSON document a JSON string answer holds (run() returned ``json.dumps(...)``), in a 1-tuple; else None."""
+    if not isinstance(body, str):
+        return None
+    try:
+        return (json.loads(body),)
+    except ValueError:
+        return None
 
 
 def _short(body: Any, limit: int = 300) -> str:

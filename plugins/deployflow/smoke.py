@@ -32,8 +32,7 @@ def endpoint_sender(
             if e.status_code is not None:  # the platform refused (no such endpoint, ...): not an answer to judge
                 raise
             return Answer(0, str(e), False, (time.perf_counter() - started) * 1000, timed_out=True)
-        is_json = not isinstance(result.body, str)
-        return Answer(result.status_code, result.body, is_json, result.elapsed_ms, deployment=result.deployment)
+        return Answer(result.status_code, result.body, result.is_json, result.elapsed_ms, deployment=result.deployment)
 
     return send
 

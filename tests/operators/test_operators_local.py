@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from deployflow.triggers.ml_platform import DeploymentStateTrigger
 from tests.airflow_support import connected_runtime, run_dag, task_states, xcom
 from tests.runtime.batch_support import processes_logging_to
 from tests.runtime.support import ENV_CACHE, SAMPLE_MODEL, RuntimeProcess, deploy
-from tests.validation.foreign import PLAIN_SCORE, write_package
+from tests.validation.foreign import DUMPS_SCORE, PLAIN_SCORE, write_package
 
 pytestmark = pytest.mark.slow
 ENDPOINT = "ops-local"
@@ -140,6 +141,33 @@ def test_a_foreign_score_py_that_crashes_on_bad_json_passes_with_a_recorded_warn
         assert client.get_endpoint(ENDPOINT)["traffic"] == {"blue": 100}, "a smoke test moves no traffic"
     finally:
         client.delete_deployment(ENDPOINT, "iris")
+
+
+def test_a_score_py_returning_json_dumps_passes_its_samples_with_a_note_on_the_double_encoding(
+    client: LocalRuntimeClient, tmp_path: Path
+) -> None:
+    python = EnvironmentCache(ENV_CACHE).ensure(SAMPLE_MODEL / "requirements.txt")
+    package = tmp_path / "iris-dumps"
+    trained = write_package(python, package, DUMPS_SCORE)
+    client.register_model("iris-dumps", package)
+    deploy(client, ENDPOINT, "dumps", model="iris-dumps:1")
+    try:
+        uri, key = client.get_endpoint(ENDPOINT)["scoring_uri"], client.keys(ENDPOINT)["primary_key"]
+        answer = client.score(uri, (package / "sample-request.json").read_bytes(), key, deployment="dumps")
+        assert answer.body == json.dumps(trained["labels"][:2]), "the server answers the JSON string run() returned"
+
+        def task() -> None:
+            SmokeTestOperator(
+                task_id="smoke", endpoint_name=ENDPOINT, deployment_name="dumps", package_path=str(package)
+            )
+
+        dag_run = run_dag(one_task_dag("smoke_dumps_local", task), retries=0)
+        assert task_states(dag_run) == {"smoke": "success"}
+        outcomes = {o["check"]: o for o in xcom(dag_run, "smoke")["checks"]["outcomes"] if o["sample"]}
+        assert outcomes["answer_is_json"]["passed"] and outcomes["sample_answers"]["passed"]
+        assert outcomes["sample_answers"]["detail"].startswith("matches once decoded")
+    finally:
+        client.delete_deployment(ENDPOINT, "dumps")
 
 
 def test_a_deployment_that_cannot_provision_is_removed_again(client: LocalRuntimeClient, tmp_path: Path) -> None:

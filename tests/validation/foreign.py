@@ -48,6 +48,11 @@ def run(raw_data):
     return model.predict(numpy.array(data)).tolist()
 """
 
+# Many of Azure ML's older samples return json.dumps(...): the server encodes that string again.
+DUMPS_SCORE = PLAIN_SCORE.replace(
+    "return model.predict(numpy.array(data)).tolist()", "return json.dumps(model.predict(numpy.array(data)).tolist())"
+)
+
 # inference-schema's decorators: the server parses the body and hands run() a numpy array.
 SCHEMA_SCORE = """
 import os

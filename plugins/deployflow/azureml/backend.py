@@ -536,8 +536,10 @@ class AzureMLPlatform(MLPlatform):
         elapsed_ms = (time.perf_counter() - started) * 1000
         try:
             body: Any = response.json()
+            is_json = True
         except ValueError:
             body = response.text
+            is_json = False
         served_by = response.headers.get(DEPLOYMENT_HEADER)
         log.info(
             "endpoint %s answered %d in %.0f ms (deployment %s)",
@@ -552,6 +554,7 @@ class AzureMLPlatform(MLPlatform):
             deployment=served_by,
             request_id=response.headers.get(REQUEST_ID_HEADER),
             elapsed_ms=elapsed_ms,
+            is_json=is_json,
         )
 
     # helpers

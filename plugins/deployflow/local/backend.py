@@ -217,14 +217,17 @@ class LocalPlatform(MLPlatform):
         elapsed_ms = (time.perf_counter() - started) * 1000
         try:
             body = response.json()
+            is_json = True
         except ValueError:
             body = response.text
+            is_json = False
         return InvokeResult(
             status_code=response.status_code,
             body=body,
             deployment=response.headers.get(DEPLOYMENT_HEADER),
             request_id=response.headers.get("x-request-id"),
             elapsed_ms=elapsed_ms,
+            is_json=is_json,
         )
 
 

@@ -231,11 +231,15 @@ class EndpointKeys:
 
 @dataclass(frozen=True)
 class InvokeResult(_Spec):
+    """One scoring answer: ``body`` is the parsed JSON when ``is_json`` (a JSON string answer is a ``str``
+    then too), else the answer's text."""
+
     status_code: int
     body: Any
     deployment: str | None = None
     request_id: str | None = None
     elapsed_ms: float = 0.0
+    is_json: bool = False
 
     @property
     def ok(self) -> bool:
