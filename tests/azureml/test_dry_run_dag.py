@@ -166,3 +166,21 @@ def test_a_dry_run_of_the_realtime_dag_plays_every_step_and_sends_nothing(dag, f
     assert any(a.startswith("compute test is an attached Kubernetes cluster") for a in assumed), assumed
     assert any("cheapest declared candidate, cpu0.25-mem0.5" in a for a in assumed), assumed
     assert sum("not judged (dry run), taken as passed" in a for a in assumed) >= expected
+
+
+def test_a_dry_run_with_an_approval_step_takes_it_as_approved_and_does_not_wait(dag, folder: Path) -> None:
+    """A dry run moves no real traffic: its approval step is recorded as assumed, and nobody is asked."""
+    conf = {"ml_platform_conn_id": CONN_ID, "dry_run": True, "test_compute": None, **TARGETS["kubernetes"]}
+    _run(dag, conf)  # the first release
+    steps = ["traffic 10% 30s", "approve timeout 1h", "traffic 100%"]
+    second = _run(dag, {**conf, "approval": True, "rollout_plan": {"steps": steps}})
+    rollout = xcom(second, "promote")
+    assert rollout["status"] == "completed", rollout  # not awaiting_approval: approve_promotion was skipped
+    record = json.loads(Path(rollout["decision_record"]).read_text())
+    [event] = [e for e in record["events"] if e["kind"] == "approval"]
+    assert event["line"] == "approval at step 2 of diabetes: not judged (dry run), taken as approved"
+    assumed = [json.loads(line)["assumed"] for line in (folder / ASSUMPTIONS_FILE).read_text().splitlines()]
+    [line] = [a for a in assumed if a.startswith("approval at step 2")]
+    assert "a real run asks: " in line
+    moves = _traffic_moves(_requests(folder, second.run_id), "diabetes")
+    assert moves == [({"blue": 100}, {}), ({"blue": 90, "green": 10}, {}), ({"green": 100}, {})]
