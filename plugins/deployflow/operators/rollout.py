@@ -42,6 +42,7 @@ from deployflow.rollout.release import (
     open_endpoint,
 )
 from deployflow.rollout.runner import RolledBack, roll_back
+from deployflow.rollout.steps import MirrorStep
 from deployflow.rollout.timeline import render_timeline_html
 from deployflow.ui.links import RolloutRecordLink, RolloutTimelineLink
 
@@ -144,8 +145,12 @@ class RolloutOperator(MLPlatformOperator):
         if str(self.approval).lower() not in ("true", "1", "yes"):
             plan = replace(plan, steps=tuple(s for s in plan.steps if not isinstance(s, ApprovalStep)))
         if kubernetes_endpoint and self.platform.kind == "azureml" and plan != plan.without_mirror():
-            self.log.info(
-                "endpoint %s is on Kubernetes, where Azure ML cannot mirror: mirror steps dropped", self.endpoint_name
+            dropped = [step.to_text() for step in plan.steps if isinstance(step, MirrorStep)]
+            self.log.warning(
+                "endpoint %s is on Kubernetes, where Azure ML cannot mirror: plan steps %s dropped, so no shadow "
+                "answers are compared before live traffic moves",
+                self.endpoint_name,
+                ", ".join(dropped),
             )
             plan = plan.without_mirror()
         return plan
