@@ -60,6 +60,21 @@ def test_the_deployments_page_shows_the_endpoint_its_split_and_its_last_profile(
     page.screenshot(path=str(SCREENSHOTS / "profile-chart-in-airflow.png"))
 
 
+def test_a_run_link_on_the_deployments_page_opens_the_run_in_airflow_not_inside_the_frame(browser, released) -> None:
+    airflow, run_id = released["airflow"], released["run_id"]
+    page = logged_in_page(browser, airflow)
+    page.goto(airflow.base_url + "/plugin/deployments")
+    run = page.frame_locator("iframe").locator(f"[data-endpoint={ENDPOINT}] a.run").first
+    run.wait_for(timeout=30_000)
+    assert run.inner_text() == run_id
+    run.click()
+    page.wait_for_url(f"**/dags/{DAG_ID}/runs/**", timeout=30_000)  # Airflow's own page for the run, at the top
+    assert quote(run_id, safe="") in page.url
+    page.get_by_text(run_id).first.wait_for(timeout=30_000)
+    assert page.locator("iframe").count() == 0, "the run page is Airflow's, not the plugin's frame"
+    page.screenshot(path=str(SCREENSHOTS / "run-from-deployments-page.png"))
+
+
 def test_a_tasks_extra_links_open_its_reports_served_by_the_plugin(browser, released) -> None:
     airflow, run_id = released["airflow"], released["run_id"]
     links = extra_links(airflow, run_id, "profile")

@@ -105,6 +105,22 @@ def _endpoint(view: EndpointView) -> str:
     )
 
 
+# Airflow shows the page in an iframe sandboxed without top navigation or pop-ups, so a plain link to a
+# run would open all of Airflow's UI inside the frame. The frame is same-origin: a run link moves Airflow's
+# own router instead (a history entry and the popstate its router listens to); without a parent, the link.
+OPEN_RUNS_IN_AIRFLOW = """
+document.addEventListener("click", function (event) {
+  var link = event.target.closest("a.run");
+  if (!link || window.parent === window) return;
+  try {
+    window.parent.history.pushState(null, "", link.getAttribute("href"));
+    window.parent.dispatchEvent(new PopStateEvent("popstate", {state: null}));
+    event.preventDefault();
+  } catch (e) { /* not same-origin: the link opens in the frame */ }
+});
+"""
+
+
 def render_page(platforms: list[PlatformView], *, elapsed_ms: float) -> str:
     sections = []
     for p in platforms:
@@ -122,5 +138,6 @@ def render_page(platforms: list[PlatformView], *, elapsed_ms: float) -> str:
         "<!doctype html><html><head><meta charset='utf-8'><title>Deployments</title>"
         f"<style>{STYLE}</style></head><body><h1>Deployments</h1>{''.join(sections)}"
         f'<p class="muted">Requests, errors and p99 are live traffic since the previous view of this page '
-        f"(the first view: since the runtime started); read in {elapsed_ms:.0f} ms.</p></body></html>"
+        f"(the first view: since the runtime started); read in {elapsed_ms:.0f} ms.</p>"
+        f"<script>{OPEN_RUNS_IN_AIRFLOW}</script></body></html>"
     )
