@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import tomllib
 from itertools import pairwise
 from pathlib import Path
@@ -361,3 +363,36 @@ def test_compose_prometheus_config_is_what_dev_up_writes_with_the_compose_addres
     path = mounted_prometheus_config(services["prometheus"])
     control_port = int(command_option(services["deployflow-runtime"], "--control-port"))
     assert yaml.safe_load(path.read_text()) == yaml.safe_load(config_text(f"deployflow-runtime:{control_port}"))
+
+
+def compose_client() -> list[str] | None:
+    """A Compose client: Docker's plugin (`docker compose`) where there is one, else Debian's docker-compose."""
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, check=False)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    return ["docker-compose"] if shutil.which("docker-compose") else None
+
+
+def compose_config(client: list[str], compose_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # config reads and validates the file; it talks to no Docker engine
+    command = [*client, "--project-directory", str(REPO_ROOT), "-f", str(compose_file), "config", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_a_compose_client_validates_the_file_and_refuses_a_broken_one(tmp_path: Path) -> None:
+    """`docker compose config` (or Debian's docker-compose 1.29, which `./dev test` installs) reads the file as
+    `docker compose up` would: schema, anchors, interpolation. A service with an unknown key must fail it."""
+    client = compose_client()
+    if client is None:
+        pytest.skip("no Compose client: apt-get install -y docker-compose")
+    done = compose_config(client, COMPOSE_FILE, "-q")
+    assert done.returncode == 0, done.stderr
+    listed = compose_config(client, COMPOSE_FILE, "--services")
+    assert set(listed.stdout.split()) >= {*AIRFLOW_SERVICES, "airflow-worker", "redis", "postgres"}, listed.stdout
+    broken = tmp_path / "docker-compose.yaml"
+    document = yaml.safe_load(COMPOSE_FILE.read_text())
+    document["services"]["airflow-worker"]["replicaz"] = 2
+    broken.write_text(yaml.safe_dump(document))
+    refused = compose_config(client, broken, "-q")
+    assert refused.returncode != 0 and "replicaz" in refused.stderr, refused.stderr
