@@ -37,11 +37,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugins"))
 
 from deployflow.loadtest import MAX_RATE, LoadResult, RequestSpec, Schedule, run_closed_loop, run_open_loop  # noqa: E402
+from deployflow.loadtest.generator import DEFAULT_MAX_IN_FLIGHT  # noqa: E402
+from deployflow.loadtest.split import DEFAULT_MAX_RATE_PER_WORKER  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "loadgen_vs_wrk.json"
 TARGET_RATIO = 0.7
 OPEN_LOOP_FRACTIONS = (0.5, 0.7, 0.9)  # of our closed-loop rate
 OPEN_LOOP_SECONDS = 3.0
+# Absolute open-loop rates for one generator process, around the split's max_rate_per_worker default.
+PER_WORKER_RATES = [10_000, 20_000, 30_000, 40_000, 60_000]
 WARM_UP_S = 1
 SERVER_READY_S = 15.0
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
@@ -185,6 +189,24 @@ def open_loop_steps(request: RequestSpec, max_rate: float, connections: int) -> 
     return steps
 
 
+def per_worker_ladder(request: RequestSpec, rates: list[int]) -> list[dict[str, Any]]:
+    """Open loop at absolute rates with the stress test's own in-flight limit (DEFAULT_MAX_IN_FLIGHT): the
+    rates one generator process keeps on schedule, which is what ``max_rate_per_worker`` stands for."""
+    steps = []
+    for rate in rates:
+        result = run_open_loop(request, Schedule.constant(rate, OPEN_LOOP_SECONDS), max_in_flight=DEFAULT_MAX_IN_FLIGHT)
+        steps.append(
+            {
+                "requested_per_s": rate,
+                **figures(result),
+                "achieved_fraction": round(result.achieved_fraction or 0.0, 3),
+                "fell_behind": result.generator_fell_behind,
+                "late_sends": result.generator_lag.late_sends,
+            }
+        )
+    return steps
+
+
 def compare(wrk: str, url: str, connections: int, seconds: int, rounds: int) -> dict[str, Any]:
     """Ours and wrk closed loop, alternating rounds so the machine's noise falls on both alike."""
     request = RequestSpec(url, method="GET")  # refuses anything but loopback
@@ -198,6 +220,8 @@ def compare(wrk: str, url: str, connections: int, seconds: int, rounds: int) -> 
     ours_median, theirs_median = median_of(ours), median_of(theirs)
     steps = open_loop_steps(request, ours_median["requests_per_s"], connections)
     kept = [s["requested_per_s"] for s in steps if not s["fell_behind"]]
+    ladder = per_worker_ladder(request, PER_WORKER_RATES)
+    held = [s["requested_per_s"] for s in ladder if not s["fell_behind"] and s["achieved_fraction"] >= 0.99]
     ratios = [o["requests_per_s"] / t["requests_per_s"] for o, t in zip(ours, theirs, strict=True)]
     ratio = statistics.median(ratios)
     return {
@@ -205,6 +229,9 @@ def compare(wrk: str, url: str, connections: int, seconds: int, rounds: int) -> 
         "loadgen_closed_loop": ours_median,
         "loadgen_open_loop": steps,
         "loadgen_open_loop_max_rate_on_schedule": max(kept, default=None),
+        "per_worker_ladder": {"max_in_flight": DEFAULT_MAX_IN_FLIGHT, "steps": ladder},
+        "per_worker_max_rate_on_schedule": max(held, default=None),
+        "max_rate_per_worker_default": DEFAULT_MAX_RATE_PER_WORKER,
         "rate_ratio": round(ratio, 3),
         "rate_ratio_per_round": [round(r, 3) for r in ratios],
         "target_ratio": TARGET_RATIO,
