@@ -176,7 +176,8 @@ class StressTestVerdictOperator(BaseOperator):
     """Merge a split stress test's parts exactly and judge the whole load against the SLO.
 
     Same summary and report as ``StressTestOperator``; the report adds each part's start, host and
-    rate, and names late starters (beyond ``start_tolerance_ms``) and clocks behind the planner's.
+    rate, and names late starters (beyond ``start_tolerance_ms``), clocks behind the planner's and
+    clocks ahead of this task's (a part that says it ended after this task began merging).
     """
 
     template_fields: Sequence[str] = ("parts", "endpoint_name", "deployment_name", "slo", "report_dir")
