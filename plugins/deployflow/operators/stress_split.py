@@ -45,7 +45,8 @@ _SCHEDULE_FIELDS = ("rate", "duration_s", "ramp")
 NOT_SENT = "not_sent"
 
 
-def _number(value: Any, default: float, what: str) -> float:
+def number_field(value: Any, default: float, what: str) -> float:
+    """A rendered numeric field, or `default` when it was left empty; anything else fails saying so."""
     if value is None or value == "":
         return default
     try:
@@ -83,8 +84,8 @@ class PlanLoadSplitOperator(BaseOperator):
         self.start_lead_s = start_lead_s
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        max_rate = _number(self.max_rate_per_worker, DEFAULT_MAX_RATE_PER_WORKER, "max_rate_per_worker")
-        lead = _number(self.start_lead_s, DEFAULT_START_LEAD_S, "start_lead_s")
+        max_rate = number_field(self.max_rate_per_worker, DEFAULT_MAX_RATE_PER_WORKER, "max_rate_per_worker")
+        lead = number_field(self.start_lead_s, DEFAULT_START_LEAD_S, "start_lead_s")
         try:
             schedule = stress_schedule(self.rate, self.duration_s, self.ramp)
             parts = plan_parts(schedule, max_rate, lead_s=lead)
