@@ -166,7 +166,8 @@ class StepMessage:
 
 
 def _who() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid()}
+    """Which process a part runs in: its host, pid and parent's pid (the task's supervisor), for the logs."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "parent_pid": os.getppid()}
 
 
 class SplitLeader:
