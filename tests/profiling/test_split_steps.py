@@ -75,13 +75,15 @@ def server() -> Iterator[StubServer]:
     stub.stop()
 
 
-def fake_run(late_ms: float = 0.0) -> Any:
-    """A part's load without a server: 10 requests of made-up latencies, seeded by the part's index."""
+def fake_run(late_ms: float = 0.0, ahead_s: float = 0.0) -> Any:
+    """A part's load without a server: 10 requests of made-up latencies, seeded by the part's index; a
+    follower's start `late_ms` late, its clock `ahead_s` ahead."""
 
     def run(request: RequestSpec, schedule: Schedule, part: LoadPart, host: str | None = None) -> PartResult:
         assert SECRET in json.dumps(request.headers)  # the follower fetched the key itself
         result = make_result(lognormal_ms(part.index, 10), duration_s=schedule.duration_s)
-        return PartResult(part, result, late_ms if part.index else 0.0, 1.0, host or "h", ended_at=time.time() - 1)
+        late, ended_at = (late_ms, time.time() + ahead_s) if part.index else (0.0, time.time())
+        return PartResult(part, result, late, 1.0, host or "h", ended_at=ended_at)
 
     return run
 
@@ -165,6 +167,29 @@ def test_a_step_needs_only_the_parts_its_rate_needs_and_their_notes_reach_the_st
     assert [p.part.index for p in three.late_parts] == [1, 2]
     assert "started 400 ms late" in three.notes()[0]
     assert three.result.ok == 30 and two.result.ok == 20
+
+
+def test_a_split_steps_late_starter_and_clock_ahead_are_named_in_the_step_itself() -> None:
+    board = Board()
+    pool, _ = start_followers(board, 2, "http://127.0.0.1:1/score", run=fake_run(late_ms=300, ahead_s=2.0))
+    leader = SplitLeader(board.for_part(0), ProfilePart(0, 2, 5.0), 100, step_lead_s=0.0, poll_s=0.02, run=fake_run())
+    measure = open_loop_measure(
+        lambda: (request_for("http://127.0.0.1:1/score", "prof-2"), None),
+        step_duration_s=0.5,
+        split=partial(leader.measure_step, "prof-2"),
+    )
+    try:
+        (step,) = find_max_sustainable_rate(measure, LOOSE_SLO, start_rate=150, max_rate=150, max_steps=1).steps
+    finally:
+        leader.finish()
+    pool.shutdown()
+
+    notes = " | ".join(step.notes)
+    assert "load part 1 of 2 (on h) started 300 ms late" in notes
+    assert "load part 1 (on h) runs at least" in notes and "ahead of the merger's" in notes
+    split = step.to_dict()["split"]
+    assert (split["late_parts"], split["clock_ahead_parts"], split["clock_behind_parts"]) == ([1], [1], [])
+    assert split["by_part"][1]["clock_ahead_ms"] > 1500
 
 
 def test_a_follower_that_never_became_ready_fails_the_profile_saying_the_parts_must_run_together() -> None:
