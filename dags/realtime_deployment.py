@@ -172,7 +172,7 @@ with DAG(
             {},
             title="Profile search settings",
             **forms.PROFILE_SETTINGS_SCHEMA,
-            description="e.g. step_duration_s, max_steps, start_rate, max_rate",
+            description="e.g. step_duration_s, max_steps, start_rate, max_rate; max_rate_per_worker splits fast steps",
         ),
         "rollout_plan": Param(
             {},
