@@ -13,9 +13,9 @@ if TYPE_CHECKING:
     from deployflow.loadtest.split import SplitOutcome
 
 Usage = Callable[[], tuple[float | None, float | None]]  # (cpu cores, memory GB) used during the last step
-# A step split over several parts: (rate, duration_s, settle_s, request) -> the merged outcome, or None when
+# A step split over several parts: (rate, duration_s, settle_s, request fn) -> the merged outcome, or None when
 # the rate is one part's to send (see deployflow.profiling.split.SplitLeader.measure_step).
-SplitStep = Callable[[float, float, float, RequestSpec], "SplitOutcome | None"]
+SplitStep = Callable[[float, float, float, Callable[[], RequestSpec]], "SplitOutcome | None"]
 
 
 def open_loop_measure(
@@ -38,7 +38,7 @@ def open_loop_measure(
     request_for = request if callable(request) else lambda: (request, None)
 
     def measure(rate: float) -> StepMeasurement:
-        outcome = split(rate, step_duration_s, settle_s, request_for()[0]) if split else None
+        outcome = split(rate, step_duration_s, settle_s, lambda: request_for()[0]) if split else None
         if outcome is None:
             result = run_open_loop_refreshing(request_for, Schedule.constant(rate, step_duration_s), workers=workers)
         else:

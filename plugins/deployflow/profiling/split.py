@@ -231,12 +231,21 @@ class SplitLeader:
             self.sleep(self.poll_s)
 
     def measure_step(
-        self, deployment: str, rate: float, duration_s: float, settle_s: float, request: RequestSpec
+        self,
+        deployment: str,
+        rate: float,
+        duration_s: float,
+        settle_s: float,
+        request: RequestSpec | Callable[[], RequestSpec],
     ) -> SplitOutcome | None:
-        """Run one step split over the parts it needs and return the merged outcome; None: not split."""
+        """Run one step split over the parts it needs and return the merged outcome; None: not split.
+
+        ``request`` is the leader's own request, or a function asked for it (a key fetched) only when split.
+        """
         parts = self.parts_for(rate)
         if parts == 1:
             return None
+        request = request() if callable(request) else request
         self.wait_ready()
         self.steps += 1
         now = self.wall()
