@@ -16,8 +16,11 @@ endpoint whose URL and keys never change:
    `stress.max_rate_per_worker` requests/s the load is split into mapped parts (one per worker)
    that start at one wall-clock moment, and their latency histograms are merged exactly.
 4. **profile**: each candidate configuration (cpu, memory, gpu, workers) on the test pool, its
-   highest rate within the SLO, the cheapest plan that serves the target rate. The stress
-   endpoint is torn down whatever happens.
+   highest rate within the SLO, the cheapest plan that serves the target rate. When
+   `profile_settings.max_rate` is above `profile_settings.max_rate_per_worker`, `profile_load` runs
+   as several mapped parts at once: part 0 searches, the others send their shares of the steps
+   too fast for one worker (merged exactly, as the stress test's). The stress endpoint is torn
+   down whatever happens.
 5. **promote** to the production endpoint by a controlled rollout with the profiled
    resources: mirror and traffic steps with gates, optional approval (human in the loop),
    automatic rollback. A first release takes all traffic after its smoke test. An approval nobody
@@ -51,9 +54,9 @@ from deployflow.operators.approval import DEFAULT_TIMEOUT_MINUTES, RolloutApprov
 from deployflow.operators.claim import ClaimEndpointOperator, ReleaseEndpointOperator
 from deployflow.operators.deployment import CreateDeploymentOperator, SmokeTestOperator
 from deployflow.operators.endpoint import CreateOrUpdateEndpointOperator, DeleteEndpointOperator
-from deployflow.operators.load import ProfileOperator
 from deployflow.operators.model import RegisterModelOperator, ValidateModelPackageOperator
 from deployflow.operators.preflight import PreflightOperator
+from deployflow.operators.profile_split import PlanProfileSplitOperator, ProfileLoadOperator, ProfileResultOperator
 from deployflow.operators.rollout import AWAITING_APPROVAL, RollBackRejectedRolloutOperator, RolloutOperator
 from deployflow.operators.stress_split import (
     PlanLoadSplitOperator,
@@ -169,7 +172,7 @@ with DAG(
             {},
             title="Profile search settings",
             **forms.PROFILE_SETTINGS_SCHEMA,
-            description="e.g. step_duration_s, max_steps, start_rate, max_rate",
+            description="e.g. step_duration_s, max_steps, start_rate, max_rate; max_rate_per_worker splits fast steps",
         ),
         "rollout_plan": Param(
             {},
@@ -318,8 +321,11 @@ with DAG(
         deployment_name="stress",
         slo="{{ params.slo }}",
     )
-    profile = ProfileOperator(
-        task_id="profile",
+    # Above profile_settings.max_rate_per_worker the profile runs as several parts at once: part 0 searches,
+    # the others send their shares of its fast steps; `profile` returns part 0's report.
+    profile_plan = PlanProfileSplitOperator(task_id="profile_plan", settings="{{ params.profile_settings }}")
+    profile_load = ProfileLoadOperator.partial(
+        task_id="profile_load",
         ml_platform_conn_id=CONN,
         endpoint_name=STRESS_ENDPOINT,
         model=register_model.output,
@@ -328,7 +334,8 @@ with DAG(
         slo="{{ params.slo }}",
         target_rate="{{ params.target_rate }}",
         settings="{{ params.profile_settings }}",
-    )
+    ).expand(part=profile_plan.output)
+    profile = ProfileResultOperator(task_id="profile", parts=profile_load.output)
     teardown_stress_endpoint = DeleteEndpointOperator(
         task_id="teardown_stress_endpoint", ml_platform_conn_id=CONN, endpoint_name=STRESS_ENDPOINT
     )
@@ -392,7 +399,7 @@ with DAG(
     create_test_endpoint >> test_deployment >> smoke_test >> teardown_test_endpoint
     teardown_test_endpoint.as_teardown(setups=create_test_endpoint)
     smoke_test >> create_stress_endpoint >> stress_deployment >> stress_plan >> stress_load >> stress_test
-    stress_test >> profile >> teardown_stress_endpoint
+    stress_test >> profile_plan >> profile_load >> profile >> teardown_stress_endpoint
     teardown_stress_endpoint.as_teardown(setups=create_stress_endpoint)
     branch = needs_approval()
     no_approval_needed = EmptyOperator(task_id="no_approval_needed")

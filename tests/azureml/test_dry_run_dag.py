@@ -124,7 +124,7 @@ def test_a_dry_run_of_the_realtime_dag_plays_every_step_and_sends_nothing(dag, f
     assert ("PUT", "/models/diabetes/versions/1") in calls
     assert ("PUT", f"/onlineEndpoints/{endpoint}-test/deployments/candidate") in calls
     scoring = {r["task_id"] for r in one if r.get("note")}
-    assert scoring == {"smoke_test", "stress_load", "profile", "promote"}  # each recorded, none sent
+    assert scoring == {"smoke_test", "stress_load", "profile_load", "promote"}  # each recorded, none sent
     assert ("POST", f"/onlineEndpoints/{endpoint}-test/listKeys") in calls
     for name in ("stress", "prof-0", "prof-1", "prof-2", "prof-3"):  # created and deleted, load not sent
         assert ("PUT", f"/onlineEndpoints/{endpoint}-stress/deployments/{name}") in calls

@@ -26,7 +26,8 @@ StartServer = Callable[..., Any]
 
 def part_result(index: int, parts: int, values_ms: list[float], **kwargs: Any) -> PartResult:
     part = LoadPart(index, parts, start_at=1_000_000.0, planned_at=999_990.0)
-    return PartResult(part, make_result(values_ms), kwargs.get("late_ms", 0.0), kwargs.get("gap_ms", 10_000.0), "w")
+    late_ms, gap_ms = kwargs.get("late_ms", 0.0), kwargs.get("gap_ms", 10_000.0)
+    return PartResult(part, make_result(values_ms), late_ms, gap_ms, "w", ended_at=kwargs.get("ended_at"))
 
 
 def through_xcom(part: PartResult) -> dict[str, Any]:
@@ -126,6 +127,34 @@ def test_late_starters_and_clocks_behind_the_planners_are_named() -> None:
     assert outcome.to_dict()["late_parts"] == [1] and outcome.to_dict()["clock_behind_parts"] == [2]
 
 
+def test_a_part_whose_clock_runs_ahead_of_the_mergers_is_named_from_its_end_time() -> None:
+    """Every part ended before the merge began: a part that says it ended after it has a clock ahead."""
+    merging_at = 1_000_020.0
+    parts = [
+        part_result(0, 3, lognormal_ms(0, 10), ended_at=merging_at - 0.5),  # ended half a second before
+        part_result(1, 3, lognormal_ms(1, 10), ended_at=merging_at + 0.03),  # within the tolerance
+        part_result(2, 3, lognormal_ms(2, 10), ended_at=merging_at + 1.2),  # 1.2 s in the merger's future
+    ]
+
+    outcome = merge_parts([through_xcom(p) for p in parts], tolerance_ms=50, clock=lambda: merging_at)
+
+    assert [p.part.index for p in outcome.clock_ahead_parts] == [2]
+    assert outcome.clock_behind_parts == [] and outcome.late_parts == []
+    (note,) = outcome.notes()
+    assert "load part 2 (on w) runs at least 1200 ms ahead of the merger's" in note
+    split = outcome.to_dict()
+    assert split["clock_ahead_parts"] == [2]
+    assert [p["clock_ahead_ms"] for p in split["by_part"]] == [-500.0, pytest.approx(30.0, abs=0.01), 1200.0]
+
+
+def test_a_part_that_gave_no_end_time_is_not_judged_ahead() -> None:
+    old = {k: v for k, v in through_xcom(part_result(0, 1, lognormal_ms(0, 10))).items() if k != "ended_at"}
+
+    outcome = merge_parts([old], clock=lambda: 0.0)  # any part's end is far "ahead" of a clock at 1970
+
+    assert outcome.clock_ahead_parts == [] and outcome.to_dict()["by_part"][0]["clock_ahead_ms"] is None
+
+
 def test_two_parts_started_together_send_the_whole_schedule_once(stub_server: StartServer) -> None:
     server = stub_server()
     request, schedule = RequestSpec(server.url, body=b"{}"), Schedule.constant(300, 1.5)
@@ -141,6 +170,7 @@ def test_two_parts_started_together_send_the_whole_schedule_once(stub_server: St
     assert outcome.result.latency.count == 450
     assert outcome.result.achieved_rate == pytest.approx(300, rel=0.1)
     assert all(r.start_late_ms == 0 for r in results)
+    assert outcome.clock_ahead_parts == [] and all(r.ended_at <= outcome.merged_at for r in results)
 
 
 def test_a_part_that_starts_late_is_reported_and_its_wait_counts_as_latency(stub_server: StartServer) -> None:

@@ -4,8 +4,10 @@ The schedule is cut into interleaved shards (`Schedule.offsets(shard, shards)`):
 whole schedule, each at rate / parts. A start time is fixed once, upstream, on the wall clock; every
 part waits for it, runs its shard and returns its result with its HDR histograms (bucket counts, a few
 kB). The merge adds the histograms bucket for bucket, so the merged percentiles are those of the union
-of every part's requests, and it names the parts that started late or whose clock disagrees with the
-planner's.
+of every part's requests, and it names the parts that started late or whose clock disagrees with
+another's: a part whose clock read earlier at its start than the planner's at planning runs behind; a
+part whose clock read later at its end than the merger's when merging (which is after every part
+ended) runs ahead.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ class PartResult:
     requests still count latency from their intended times, so a late part shows as queueing.
     `clock_gap_ms`: this part's clock at its start minus the planner's at planning: the real time
     between the two plus the clocks' difference, so a negative gap means this clock runs behind.
+    `ended_at`: this part's clock when its load ended (Unix time, s); None from a part that did not say.
     """
 
     part: LoadPart
@@ -114,6 +117,7 @@ class PartResult:
     start_late_ms: float
     clock_gap_ms: float
     host: str
+    ended_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -121,6 +125,7 @@ class PartResult:
             "start_late_ms": round(self.start_late_ms, 3),
             "clock_gap_ms": round(self.clock_gap_ms, 3),
             "host": self.host,
+            "ended_at": self.ended_at,
             "result": self.result.to_dict(),
         }
 
@@ -133,6 +138,7 @@ class PartResult:
                 start_late_ms=float(data["start_late_ms"]),
                 clock_gap_ms=float(data["clock_gap_ms"]),
                 host=str(data["host"]),
+                ended_at=None if data.get("ended_at") is None else float(data["ended_at"]),
             )
         except KeyError as exc:
             raise ValueError(f"not a load part result: missing field {exc.args[0]!r}") from exc
@@ -167,16 +173,22 @@ def run_part(
             start_at=start_mono,
         )
     )
-    return PartResult(part, result, late_ms, (wall - part.planned_at) * 1e3, host or socket.gethostname())
+    gap_ms = (wall - part.planned_at) * 1e3
+    return PartResult(part, result, late_ms, gap_ms, host or socket.gethostname(), ended_at=time.time())
 
 
 @dataclass
 class SplitOutcome:
-    """The merged result of every part, and what each part says about its own start."""
+    """The merged result of every part, and what each part says about its own start and end.
+
+    `merged_at` is the merger's clock when it merged, after every part had ended: a part that says it
+    ended later than that runs ahead of the merger's clock.
+    """
 
     result: LoadResult
     parts: list[PartResult]
     tolerance_ms: float = LATE_START_TOLERANCE_MS
+    merged_at: float | None = None
 
     @property
     def late_parts(self) -> list[PartResult]:
@@ -186,8 +198,18 @@ class SplitOutcome:
     def clock_behind_parts(self) -> list[PartResult]:
         return [p for p in self.parts if p.clock_gap_ms < -self.tolerance_ms]
 
+    def clock_ahead_ms(self, part: PartResult) -> float | None:
+        """How far past the merger's clock the part says it ended (ms); None when either time is unknown."""
+        if part.ended_at is None or self.merged_at is None:
+            return None
+        return (part.ended_at - self.merged_at) * 1e3
+
+    @property
+    def clock_ahead_parts(self) -> list[PartResult]:
+        return [p for p in self.parts if (self.clock_ahead_ms(p) or 0.0) > self.tolerance_ms]
+
     def notes(self) -> list[str]:
-        """Sentences on late starters and clocks out of step; empty when every part began together."""
+        """Sentences on late starters and clocks out of step; empty when every part began and ended in step."""
         notes = []
         for p in self.late_parts:
             notes.append(
@@ -201,6 +223,12 @@ class SplitOutcome:
                 "behind the planner's: its share started late in real time; synchronise the workers' "
                 "clocks (NTP, chrony)"
             )
+        for p in self.clock_ahead_parts:
+            notes.append(
+                f"the clock of load part {p.part.index} (on {p.host}) runs at least {self.clock_ahead_ms(p):.0f} ms "
+                "ahead of the merger's: it says its share ended after the merge began; synchronise the workers' "
+                "clocks (NTP, chrony)"
+            )
         return notes
 
     def to_dict(self) -> dict[str, Any]:
@@ -210,6 +238,7 @@ class SplitOutcome:
             "start_tolerance_ms": self.tolerance_ms,
             "late_parts": [p.part.index for p in self.late_parts],
             "clock_behind_parts": [p.part.index for p in self.clock_behind_parts],
+            "clock_ahead_parts": [p.part.index for p in self.clock_ahead_parts],
             "notes": self.notes(),
             "by_part": [
                 {
@@ -217,6 +246,7 @@ class SplitOutcome:
                     "host": p.host,
                     "start_late_ms": round(p.start_late_ms, 3),
                     "clock_gap_ms": round(p.clock_gap_ms, 3),
+                    "clock_ahead_ms": None if (ahead := self.clock_ahead_ms(p)) is None else round(ahead, 3),
                     "scheduled": p.result.scheduled,
                     "completed": p.result.completed,
                     "achieved_rate": round(p.result.achieved_rate, 3),
@@ -228,9 +258,17 @@ class SplitOutcome:
 
 
 def merge_parts(
-    parts: Iterable[PartResult | Mapping[str, Any]], *, tolerance_ms: float = LATE_START_TOLERANCE_MS
+    parts: Iterable[PartResult | Mapping[str, Any]],
+    *,
+    tolerance_ms: float = LATE_START_TOLERANCE_MS,
+    clock: Callable[[], float] = time.time,
 ) -> SplitOutcome:
-    """Merge every part of one split load exactly; refuses parts missing, repeated or of another load."""
+    """Merge every part of one split load exactly; refuses parts missing, repeated or of another load.
+
+    Called once every part has ended: `clock` is read as the merge's time, against which a part's end
+    is checked.
+    """
+    merged_at = clock()
     found = [p if isinstance(p, PartResult) else PartResult.from_dict(p) for p in parts]
     if not found:
         raise ValueError("no load parts to merge")
@@ -244,4 +282,4 @@ def merge_parts(
         repeated = sorted({i for i in indices if indices.count(i) > 1})
         raise ValueError(f"load parts do not make up the whole load: missing {missing}, repeated {repeated}")
     found.sort(key=lambda p: p.part.index)
-    return SplitOutcome(merge_results(p.result for p in found), found, tolerance_ms)
+    return SplitOutcome(merge_results(p.result for p in found), found, tolerance_ms, merged_at)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from functools import cached_property, partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -21,6 +21,10 @@ from deployflow.platform.errors import PlatformError
 from deployflow.platform.specs import ModelRef
 from deployflow.reports import report_path, write_atomically, write_json
 from deployflow.ui.links import ProfileChartLink, ProfileReportLink, StressReportLink
+
+if TYPE_CHECKING:
+    from deployflow.profiling.runner import ProfileSettings
+    from deployflow.profiling.split import SplitLeader
 
 DEFAULTS_FILE = PROFILING_DEFAULTS_FILE
 
@@ -282,14 +286,27 @@ class ProfileOperator(MLPlatformOperator):
             value = rendered_json(value)
         return self.defaults[name] if value in (None, "") else value
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        from deployflow.profiling import Candidate, PriceTable, render_html
-        from deployflow.profiling.runner import ProfileSettings, run_profile
+    def profile_settings(self) -> ProfileSettings:
+        """The rendered search settings, over ProfileSettings' defaults."""
+        from deployflow.profiling.runner import ProfileSettings
 
+        try:
+            return ProfileSettings(**rendered_json(self.settings, {}))
+        except TypeError as e:
+            raise AirflowFailException(f"profile settings: {e}") from e
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        return self.run_profile(context)
+
+    def run_profile(self, context: Context, split: SplitLeader | None = None) -> dict[str, Any]:
+        """The whole profile, its steps above max_rate_per_worker split over the parts when `split` leads."""
+        from deployflow.profiling import Candidate, PriceTable, render_html
+        from deployflow.profiling.runner import run_profile
+
+        settings = self.profile_settings()
         try:
             candidates = [Candidate.from_dict(c) for c in self._value("candidates")]
             prices = PriceTable.from_dict(self._value("prices"))
-            settings = ProfileSettings(**rendered_json(self.settings, {}))
             slo, target, headroom = (
                 parse_slo(self._value("slo")),
                 float(self._value("target_rate")),
@@ -312,6 +329,7 @@ class ProfileOperator(MLPlatformOperator):
                 headroom=headroom,
                 settings=settings,
                 on_created=self._created.append,
+                split=split,
             )
         except PlatformError as e:
             error = AirflowFailException if is_refusal(e) else AirflowException  # a refused candidate stays refused

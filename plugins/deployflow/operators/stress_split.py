@@ -45,7 +45,8 @@ _SCHEDULE_FIELDS = ("rate", "duration_s", "ramp")
 NOT_SENT = "not_sent"
 
 
-def _number(value: Any, default: float, what: str) -> float:
+def number_field(value: Any, default: float, what: str) -> float:
+    """A rendered numeric field, or `default` when it was left empty; anything else fails saying so."""
     if value is None or value == "":
         return default
     try:
@@ -83,8 +84,8 @@ class PlanLoadSplitOperator(BaseOperator):
         self.start_lead_s = start_lead_s
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        max_rate = _number(self.max_rate_per_worker, DEFAULT_MAX_RATE_PER_WORKER, "max_rate_per_worker")
-        lead = _number(self.start_lead_s, DEFAULT_START_LEAD_S, "start_lead_s")
+        max_rate = number_field(self.max_rate_per_worker, DEFAULT_MAX_RATE_PER_WORKER, "max_rate_per_worker")
+        lead = number_field(self.start_lead_s, DEFAULT_START_LEAD_S, "start_lead_s")
         try:
             schedule = stress_schedule(self.rate, self.duration_s, self.ramp)
             parts = plan_parts(schedule, max_rate, lead_s=lead)
@@ -176,7 +177,8 @@ class StressTestVerdictOperator(BaseOperator):
     """Merge a split stress test's parts exactly and judge the whole load against the SLO.
 
     Same summary and report as ``StressTestOperator``; the report adds each part's start, host and
-    rate, and names late starters (beyond ``start_tolerance_ms``) and clocks behind the planner's.
+    rate, and names late starters (beyond ``start_tolerance_ms``), clocks behind the planner's and
+    clocks ahead of this task's (a part that says it ended after this task began merging).
     """
 
     template_fields: Sequence[str] = ("parts", "endpoint_name", "deployment_name", "slo", "report_dir")

@@ -4,7 +4,8 @@ The platform-facing half of profiling (the search and the recommendation are pur
 candidate gets its own deployment with no traffic, is loaded through the endpoint's scoring
 URI pinned by the ``azureml-model-deployment`` header, and is deleted again whatever
 happens, so a failed or killed profile leaves no deployment behind. A dry run deploys and deletes
-each candidate too, sends no load and assumes the cheapest declared candidate.
+each candidate too, sends no load and assumes the cheapest declared candidate. Given a `SplitLeader`
+(`deployflow.profiling.split`), the steps above `max_rate_per_worker` are sent by several parts at once.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from functools import partial
 from typing import Any
 
 from deployflow.loadtest import SLO, RequestSpec
+from deployflow.loadtest.split import DEFAULT_MAX_RATE_PER_WORKER
 from deployflow.platform.base import NOT_JUDGED, MLPlatform
 from deployflow.platform.cleanup import removed_afterwards
 from deployflow.platform.contract import DEPLOYMENT_HEADER
@@ -27,6 +29,7 @@ from deployflow.profiling.measure import open_loop_measure
 from deployflow.profiling.recommend import recommend
 from deployflow.profiling.report import assumed_report, build_report
 from deployflow.profiling.search import SearchResult, find_max_sustainable_rate
+from deployflow.profiling.split import DEFAULT_STEP_LEAD_S, SplitLeader
 
 log = logging.getLogger(__name__)
 DEPLOYMENT_PREFIX = "prof"
@@ -46,6 +49,10 @@ class ProfileSettings:
     request_timeout_s: float = 5.0
     workers: int = 1
     deployment_timeout_s: float = 900.0
+    # Above this rate a step is sent by several parts (mapped tasks, one per worker slot) at once.
+    max_rate_per_worker: float = DEFAULT_MAX_RATE_PER_WORKER
+    # From a split step's call to its shared start: time for every part to read it and fetch a key.
+    step_start_lead_s: float = DEFAULT_STEP_LEAD_S
 
 
 @dataclass
@@ -74,6 +81,7 @@ def run_profile(
     headroom: float = 0.2,
     settings: ProfileSettings = ProfileSettings(),
     on_created: Callable[[str], None] | None = None,
+    split: SplitLeader | None = None,
 ) -> ProfileRun:
     """Search every candidate in turn on ``endpoint`` and recommend the cheapest that serves the target."""
     started = time.monotonic()
@@ -100,7 +108,7 @@ def run_profile(
                 what = f"profile load on {candidate.name} (a rate search from {settings.start_rate:g} requests/s)"
                 log.warning("%s", platform.scoring_not_sent(endpoint, [request_body], deployment=name, what=what))
                 continue
-            search = _search(platform, endpoint, name, request_body, slo, settings)
+            search = _search(platform, endpoint, name, request_body, slo, settings, split)
             log.info(
                 "profile %s: %s sustains %s requests/s within the SLO (%d steps: %s)",
                 endpoint,
@@ -142,14 +150,18 @@ def candidate_deployment_spec(
 
 
 def _search(
-    platform: MLPlatform, endpoint: str, name: str, body: bytes, slo: SLO, settings: ProfileSettings
+    platform: MLPlatform,
+    endpoint: str,
+    name: str,
+    body: bytes,
+    slo: SLO,
+    settings: ProfileSettings,
+    split: SplitLeader | None = None,
 ) -> SearchResult:
     scoring_uri = platform.get_endpoint(endpoint).scoring_uri
 
     def request() -> tuple[RequestSpec, float | None]:  # asked before each step: an aml_token expires
-        auth, until = platform.scoring_headers_until(endpoint)
-        headers = {**auth, DEPLOYMENT_HEADER: name, "Content-Type": "application/json"}
-        return RequestSpec(scoring_uri, body=body, headers=headers, timeout_s=settings.request_timeout_s), until
+        return candidate_request(platform, endpoint, name, body, settings, scoring_uri)
 
     measure = open_loop_measure(
         request,
@@ -157,6 +169,7 @@ def _search(
         workers=settings.workers,
         settle_s=settings.settle_s,
         usage=_usage_meter(platform, endpoint, name),
+        split=partial(split.measure_step, name) if split else None,
     )
     return find_max_sustainable_rate(
         measure,
@@ -167,6 +180,21 @@ def _search(
         max_steps=settings.max_steps,
         min_rate=settings.min_rate,
     )
+
+
+def candidate_request(
+    platform: MLPlatform,
+    endpoint: str,
+    name: str,
+    body: bytes,
+    settings: ProfileSettings,
+    scoring_uri: str | None = None,
+) -> tuple[RequestSpec, float | None]:
+    """The sample request pinned to one candidate deployment, with a key fetched now, and until when it holds."""
+    uri = scoring_uri or platform.get_endpoint(endpoint).scoring_uri
+    auth, until = platform.scoring_headers_until(endpoint)
+    headers = {**auth, DEPLOYMENT_HEADER: name, "Content-Type": "application/json"}
+    return RequestSpec(uri, body=body, headers=headers, timeout_s=settings.request_timeout_s), until
 
 
 def _usage_meter(platform: MLPlatform, endpoint: str, name: str) -> Callable[[], tuple[float | None, float | None]]:

@@ -25,6 +25,7 @@ class StepMeasurement:
     result: LoadResult
     cpu_used: float | None = None  # cores, averaged over the step
     memory_used_gb: float | None = None  # peak over the step
+    split: dict[str, Any] | None = None  # a step sent by several parts: who sent what, and its notes
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class SearchStep:
     latency_ms: Percentiles
     cpu_used: float | None = None
     memory_used_gb: float | None = None
+    split: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +56,7 @@ class SearchStep:
             "latencyMs": self.latency_ms.to_dict(),
             "cpuUsed": self.cpu_used,
             "memoryUsedInGB": self.memory_used_gb,
+            "split": self.split,
         }
 
 
@@ -151,10 +154,11 @@ def _judge(phase: str, rate: float, measured: StepMeasurement, slo: SLO) -> Sear
         success_rate=result.success_rate,
         passed=verdict.passed,
         reasons=tuple(verdict.reasons),
-        notes=verdict.notes,
+        notes=(*verdict.notes, *(measured.split or {}).get("notes", ())),
         latency_ms=result.latency_ms,
         cpu_used=measured.cpu_used,
         memory_used_gb=measured.memory_used_gb,
+        split=measured.split,
     )
 
 
