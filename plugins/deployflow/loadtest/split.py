@@ -30,9 +30,9 @@ from deployflow.loadtest.result import LoadResult, merge_results
 from deployflow.loadtest.schedule import Schedule
 from deployflow.loadtest.spec import RequestSpec
 
-# One generator process keeps 59,000-68,000 requests/s on schedule to a trivial server on this machine
-# class when it is quiet (bench/loadgen_vs_wrk.py); a third of that leaves room for real responses and a
-# busy worker.
+# One generator process with the stress test's 256 requests in flight held 40,000 requests/s on schedule
+# to a server that answers at once, and fell behind at 60,000 (bench/loadgen_vs_wrk.py, this machine
+# class); half of what it held leaves room for real answers and a busy worker.
 DEFAULT_MAX_RATE_PER_WORKER = 20_000.0
 # Between planning and the shared start: time for every mapped part to be queued, picked up by a
 # Celery worker and imported. A part that is not ready by then starts late, and is reported.
