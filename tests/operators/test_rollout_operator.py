@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -293,3 +294,45 @@ def test_users_mirrored_requests_that_answer_otherwise_are_shown_in_the_decision
     assert 0 < len(kept) <= min(agreement["compared"], 10), "the window's own, as the router kept them"
     assert all(d["request_id"] and d["detail"] for d in kept), kept
     assert client.get_endpoint("ro-agree-live")["traffic"] == {"blue": 100}
+
+
+def test_a_long_delay_before_deleting_the_old_deployment_is_waited_in_the_triggerer(client: LocalRuntimeClient) -> None:
+    """From DEFER_DELETE_AT_LEAST_S on, the promote task defers (no worker slot held) and the old deployment
+    stays, unrouted, until the delay is over; then it is deleted and the task succeeds."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    from deployflow.operators.rollout import DEFER_DELETE_AT_LEAST_S
+
+    serving_endpoint(client, "ro-defer")
+    delay = DEFER_DELETE_AT_LEAST_S
+    plan = {**QUICK_PLAN, "steps": ["traffic 100%"], "bake_s": 0, "old_deployment_delete_after_s": delay}
+    seen: list[tuple[float, str | None, bool, dict]] = []  # (time, promote's state, blue exists, traffic)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            with create_session() as session:
+                states = session.query(TaskInstance.state).filter(TaskInstance.dag_id == "rollout_ro-defer").all()
+            names = {d["name"] for d in client.list_deployments("ro-defer")}
+            traffic = client.get_endpoint("ro-defer")["traffic"]
+            seen.append((time.monotonic(), str(states[0][0]) if states else None, "blue" in names, traffic))
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        dag_run = run_dag(rollout_dag("ro-defer", "diabetes:1", SAMPLE_MODEL, plan), retries=0)
+    finally:
+        done.set()
+        watcher.join()
+
+    assert task_states(dag_run) == {"promote": "success"}
+    assert [d["name"] for d in client.list_deployments("ro-defer")] == ["green"]
+    switched = min(t for t, _, _, traffic in seen if traffic == {"green": 100})
+    # dag.test() runs the trigger in line with the task instance back in "queued" (a triggerer: "deferred")
+    waiting = [t for t, state, _, _ in seen if t > switched and state in ("deferred", "queued")]
+    assert waiting, f"the task deferred after green took all traffic: {sorted({s for _, s, _, _ in seen})}"
+    assert waiting[-1] - waiting[0] >= delay - 2, "the wait was the trigger's, not a sleep in a running task"
+    kept = [t for t, _, blue, _ in seen if blue and t > switched]
+    assert kept and max(kept) - switched >= delay - 1.5, f"blue was kept {max(kept, default=switched) - switched:.1f} s"
