@@ -129,7 +129,7 @@ class ModelPackage:
         if name:
             script = self.path / name
             if not script.is_file():
-                raise ModelPackageError(f"model package {self.path} has no batch scoring script {name}")
+                raise ModelPackageError(f"model package {self.path} has no {name}, the batch scoring script named")
             return script
         if self.is_mlflow:
             return MLFLOW_BATCH_SCRIPT

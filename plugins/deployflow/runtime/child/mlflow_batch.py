@@ -20,6 +20,7 @@ from mlflow.exceptions import MlflowException
 
 CSV_SUFFIXES = {".csv", ".txt"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
+MAX_ERROR_CHARS = 600
 model = None
 columns = None
 
@@ -47,6 +48,12 @@ def init():
     columns = schema.input_names() if has_names else None
 
 
+def one_line(error):
+    """An error's text on one line, cut short: the runtime and the manifest keep a file's error as one line."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
 def read_frame(path):
     """The file as a data frame, by its suffix; anything unreadable is the file's fault, named."""
     name = os.path.basename(path)
@@ -62,14 +69,14 @@ def read_frame(path):
         try:
             return pandas.read_parquet(path)
         except (OSError, ValueError) as e:
-            raise FileScoringError(f"{name}: not a readable parquet file ({e})") from e
+            raise FileScoringError(f"{name}: not a readable parquet file ({one_line(e)})") from e
     if suffix not in CSV_SUFFIXES:
         given = suffix or "a name with no suffix"
         raise FileScoringError(f"{name}: MLflow batch scoring reads .csv and .parquet files, not {given}")
     try:
         return pandas.read_csv(path)
     except (UnicodeError, ValueError) as e:  # pandas' parser and empty-data errors are ValueErrors
-        raise FileScoringError(f"{name}: not a readable CSV file with a header row ({e})") from e
+        raise FileScoringError(f"{name}: not a readable CSV file with a header row ({one_line(e)})") from e
 
 
 def prediction_rows(predictions, count):
@@ -96,7 +103,8 @@ def score_file(path):
     try:
         values = prediction_rows(model.predict(frame), len(frame))
     except (MlflowException, ValueError, TypeError, LookupError) as e:  # the model refused this file's data
-        raise FileScoringError(f"{name}: the model could not predict its rows ({type(e).__name__}: {e})") from e
+        why = f"{type(e).__name__}: {one_line(e)}"
+        raise FileScoringError(f"{name}: the model could not predict its rows ({why})") from e
     return [[name, index, *row] for index, row in enumerate(values)]
 
 
