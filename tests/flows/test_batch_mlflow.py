@@ -40,7 +40,7 @@ GOOD_FILES = {"part-a.csv": ROWS[0:2], "part-b.csv": ROWS[2:5], "part-c.csv": RO
 
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_iris_model(tmp_path_factory.mktemp("mlflow") / "iris-mlflow", input_example=False)
+    return save_iris_model(tmp_path_factory.mktemp("mlflow") / "iris-mlflow")
 
 
 @pytest.fixture(scope="module")
