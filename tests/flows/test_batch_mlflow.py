@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from azure.storage.blob import BlobServiceClient
 
 from deployflow.batch.config import load_use_case
@@ -28,7 +27,7 @@ from tests.airflow_support import LOCAL_CONN_ID, connected_runtime, run_dag, xco
 from tests.azurite import azurite_blob
 from tests.runtime.batch_support import job_document
 from tests.runtime.support import SAMPLE_MODEL
-from tests.validation.mlflow_models import ROWS, pyfunc_predict, save_iris_model
+from tests.validation.mlflow_models import ROWS, pyfunc_predict, save_iris_model, signature_columns
 
 pytestmark = pytest.mark.slow
 
@@ -61,12 +60,6 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntimeCli
     data_dir = tmp_path_factory.mktemp("mlflow-batch-flow") / "data"
     with connected_runtime(data_dir) as runtime, runtime.client() as client:
         yield client
-
-
-def signature_columns(folder: Path) -> list[str]:
-    """The input column names MLflow wrote into the model's signature."""
-    mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
-    return [column["name"] for column in json.loads(mlmodel["signature"]["inputs"])]
 
 
 def csv_bytes(header: list[str], rows: list[list[object]]) -> bytes:
