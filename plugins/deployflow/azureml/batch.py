@@ -170,11 +170,10 @@ def failures_uri(spec: BatchJobSpec, token: str) -> str:
 
 @dataclass(frozen=True)
 class BatchCode:
-    """What a job's step runs: the package, the batch script's name in the code folder, and whether it
-    is deployflow's MLflow script (then the code folder holds only the scripts: the model is its input)."""
+    """What a job's step runs: the package's own batch script, or, when ``mlflow``, deployflow's MLflow
+    one (then the code folder holds only the scripts: the model is the step's input)."""
 
     package: Path
-    script: str
     mlflow: bool
 
 
@@ -187,9 +186,7 @@ def check_package(spec: BatchJobSpec) -> BatchCode:
         script = ModelPackage(package).batch_script(spec.scoring_script)
     except ModelPackageError as e:
         raise PlatformError(f"batch job {spec.name}: {e}") from e
-    if script == MLFLOW_BATCH_SCRIPT:
-        return BatchCode(package, MLFLOW_SCRIPT, mlflow=True)
-    return BatchCode(package, str(spec.scoring_script), mlflow=False)
+    return BatchCode(package, mlflow=script == MLFLOW_BATCH_SCRIPT)
 
 
 def job_status(value: object) -> str:

@@ -100,6 +100,8 @@ def score_file(path):
         missing = [column for column in columns if column not in frame.columns]
         if missing:
             raise FileScoringError(f"{name}: columns {missing} that the model's signature names are missing")
+    if frame.empty:
+        return []  # a header and no rows: nothing to predict
     try:
         values = prediction_rows(model.predict(frame), len(frame))
     except (MlflowException, ValueError, TypeError, LookupError) as e:  # the model refused this file's data
