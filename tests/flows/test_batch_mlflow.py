@@ -100,7 +100,8 @@ def test_an_mlflow_model_scores_its_blobs_with_no_script_and_a_broken_file_is_qu
     for name, rows in GOOD_FILES.items():
         landing.upload_blob(f"{INCOMING}/{name}", csv_bytes(columns, rows))
     broken = csv_bytes(columns, [[5.1, "oops", 1.4, 0.2]])
-    landing.upload_blob(f"{INCOMING}/broken.csv", broken)  # sorted between part-a and part-b: in a mini-batch
+    landing.upload_blob(f"{INCOMING}/broken.csv", broken)  # first by name: in a mini-batch with header-only.csv
+    landing.upload_blob(f"{INCOMING}/header-only.csv", csv_bytes(columns, []))  # scored, to no rows
     case = load_use_case(use_case_file(tmp_path, model_folder))
     dag = importlib.reload(module).build_dag(case)
 
@@ -121,7 +122,10 @@ def test_an_mlflow_model_scores_its_blobs_with_no_script_and_a_broken_file_is_qu
     assert predicted == expected
     entries = parse_manifest(scored.download_blob("iris/_manifest.json").readall())
     statuses = {name.removeprefix(f"{INCOMING}/"): entry.status for name, entry in entries.items()}
-    assert statuses == {"part-a.csv": "scored", "part-b.csv": "scored", "part-c.csv": "scored", "broken.csv": "failed"}
+    assert statuses == {
+        "part-a.csv": "scored", "part-b.csv": "scored", "part-c.csv": "scored", "header-only.csv": "scored",
+        "broken.csv": "failed",
+    }  # fmt: skip
     error = entries[f"{INCOMING}/broken.csv"].error
     assert "broken.csv: the model could not predict its rows" in error, error
     quarantine = f"iris/failed/{run_key(run.run_id)}/broken.csv"
