@@ -45,6 +45,8 @@ INFERENCE_SERVER = "azureml-inference-server-http"
 MLMODEL = "MLmodel"
 MLFLOW_INPUT_EXAMPLE = "input_example.json"
 MLFLOW_SCORING_SCRIPT = Path(__file__).resolve().parent / "runtime" / "child" / "mlflow_score.py"
+#: the batch script (init(), run(mini_batch)) a batch job of an MLflow model runs when it names none
+MLFLOW_BATCH_SCRIPT = MLFLOW_SCORING_SCRIPT.with_name("mlflow_batch.py")
 # What the platform adds to an MLflow model's own requirements to serve it: the inference server
 # (the version the sample model pins) and pandas, which pyfunc needs for tabular input; MLflow's
 # pin becomes mlflow-skinny's (the same pyfunc, without the tracking server and UI), as Azure ML's
@@ -120,6 +122,21 @@ class ModelPackage:
     def scoring_script(self) -> Path:
         """The script the inference server runs: the package's score.py, or the MLflow one."""
         return MLFLOW_SCORING_SCRIPT if self.is_mlflow else self.path / SCORING_SCRIPT
+
+    def batch_script(self, name: str | None) -> Path:
+        """The script a batch job runs: the package's ``name``, or, when no name is given, the platform's
+        MLflow batch script for an MLflow model. Anything else is an error that says what to set."""
+        if name:
+            script = self.path / name
+            if not script.is_file():
+                raise ModelPackageError(f"model package {self.path} has no {name}, the batch scoring script named")
+            return script
+        if self.is_mlflow:
+            return MLFLOW_BATCH_SCRIPT
+        raise ModelPackageError(
+            f"model package {self.path} names no batch scoring script and is not an MLflow model "
+            f"({MLMODEL} and no {SCORING_SCRIPT}): set scoring_script to its init()/run(mini_batch) script"
+        )
 
     def serving_requirements(self) -> str:
         """The requirements of the environment that serves the model."""

@@ -1,15 +1,20 @@
 """Models on Azure ML: MLflow folders registered whole as mlflow_model and deployed with no code or
-environment; registered versions read by name (latest) and downloaded as the package to validate."""
+environment (and batch-scored by deployflow's MLflow batch script); registered versions read by name
+(latest) and downloaded as the package to validate."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import yaml
 from azure.ai.ml.entities import Model
 from azure.core.exceptions import ResourceNotFoundError
 
-from deployflow.platform import DeploymentSpec, EndpointSpec, ModelRef, PlatformNotFoundError
+from deployflow.azureml.batch import ENTRY_SCRIPT, MLFLOW_SCRIPT
+from deployflow.packages import MLFLOW_BATCH_SCRIPT
+from deployflow.platform import DeploymentSpec, EndpointSpec, ModelRef, PlatformError, PlatformNotFoundError
+from deployflow.platform.batch import BatchInput, BatchJobSpec
 
 
 @pytest.fixture
@@ -41,6 +46,50 @@ def test_an_mlflow_model_is_registered_whole_and_deployed_with_no_scoring_script
     assert properties["model"].endswith("/models/iris/versions/1")
     assert done.provisioning_state == "Succeeded"
     assert fake_azure.refused == [], fake_azure.refused
+
+
+def mlflow_batch_job(package: Path, scoring_script: str | None = None) -> BatchJobSpec:
+    return BatchJobSpec(
+        name="iris-nightly", model=ModelRef("iris", "1"), package_path=str(package), scoring_script=scoring_script,
+        input=BatchInput(uri="wasbs://incoming@acct.blob.core.windows.net/iris/2026-12-04"),
+        output_uri="azureml://datastores/workspaceblobstore/paths/scores/iris/2026-12-04", compute="cpu-cluster",
+    )  # fmt: skip
+
+
+def test_a_batch_job_of_an_mlflow_model_with_no_script_uploads_and_runs_deployflows(
+    azure_platform, fake_azure, mlflow_folder: Path
+) -> None:
+    azure_platform.register_model("iris", str(mlflow_folder), version="1")
+    azure_platform.ensure_batch_cluster("cpu-cluster", size="Standard_DS3_v2", max_instances=2, timeout_s=30)
+    before = set(fake_azure.state.blobs)
+
+    state = azure_platform.submit_batch_job(mlflow_batch_job(mlflow_folder))
+
+    [job] = [r.body for r in fake_azure.requests_to("PUT", r"/jobs/[^/]+$")]
+    step = job["properties"]["jobs"]["score"]
+    assert step["inputs"]["model"]["job_input_type"] == "mlflow_model"
+    assert step["task"]["entry_script"] == ENTRY_SCRIPT
+    assert f"--deployflow_script {MLFLOW_SCRIPT} " in step["task"]["program_arguments"]
+    code = {name.rsplit("/", 1)[1]: body for name, body in fake_azure.state.blobs.items() if name not in before}
+    assert code.get(MLFLOW_SCRIPT) == MLFLOW_BATCH_SCRIPT.read_bytes(), sorted(code)
+    assert ENTRY_SCRIPT in code and not {"model.pkl", "MLmodel"} & set(code), "only scripts go up as code"
+    environments = [r.body for r in fake_azure.requests_to("PUT", r"/environments/[^/]+/versions/[^/]+$")]
+    conda = yaml.safe_load(environments[-1]["properties"]["condaFile"])
+    pip = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    assert pip[:2] == ["mlflow-skinny==3.18.0", "scikit-learn==1.9.1"] and "pandas" in pip
+    assert state.status == "NotStarted"
+    assert fake_azure.refused == [] and fake_azure.unhandled == [], fake_azure.refused
+
+
+def test_a_batch_job_with_no_script_of_a_package_that_is_not_mlflow_is_refused_before_any_call(
+    azure_platform, fake_azure, package: Path
+) -> None:
+    with pytest.raises(PlatformError, match=r"iris-nightly: .* names no batch scoring script and is not an MLflow"):
+        azure_platform.submit_batch_job(mlflow_batch_job(package))
+    with pytest.raises(PlatformError, match="has no nope.py, the batch scoring script named"):
+        azure_platform.submit_batch_job(mlflow_batch_job(package, "nope.py"))
+
+    assert fake_azure.requests_to("PUT", r".*") == []
 
 
 def test_a_registered_model_is_read_by_version_or_as_the_latest(platform, ml_client) -> None:

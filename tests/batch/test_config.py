@@ -75,3 +75,16 @@ def test_two_use_cases_with_one_dag_id_are_refused(tmp_path: Path) -> None:
     write(tmp_path, "b.json")
     with pytest.raises(ConfigError, match="two use cases have dag_id 'batch_scoring_diabetes'"):
         load_use_cases(tmp_path)
+
+
+def test_an_mlflow_model_needs_no_scoring_script_and_another_package_does(tmp_path: Path) -> None:
+    model = tmp_path / "iris"
+    model.mkdir()
+    (model / "MLmodel").write_text("flavors:\n  python_function:\n    loader_module: mlflow.sklearn\n")
+    (model / "requirements.txt").write_text("mlflow==3.18.0\nscikit-learn==1.9.1\n")
+
+    case = load_use_case(write(tmp_path, package_path=str(model), scoring_script=...))
+
+    assert case.scoring_script is None and case.package_path == str(model)
+    with pytest.raises(ConfigError, match=r"scoring_script: missing, and .*diabetes is not an MLflow model folder"):
+        load_use_case(write(tmp_path, scoring_script=...))

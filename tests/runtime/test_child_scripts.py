@@ -22,6 +22,8 @@ ALLOWED_OUTSIDE_STDLIB = {"azureml_inference_server_http", "score"}
 # with mlflow-skinny, pandas and numpy beside the server (whose azureml.contrib it imports).
 ALLOWED_FOR = {
     "mlflow_score.py": {"mlflow", "numpy", "pandas", "azureml"},
+    # the MLflow batch script: the same environment; pyarrow only for parquet, when the model has it
+    "mlflow_batch.py": {"mlflow", "numpy", "pandas", "pyarrow"},
     # the server's own WSGI server (a requirement of azureml-inference-server-http off Windows)
     "replica_main.py": {"gunicorn"},
 }
@@ -41,7 +43,9 @@ def imported_top_level_names(path: Path) -> set[str]:
 
 
 def test_every_child_script_is_checked():
-    assert {p.name for p in SCRIPTS} >= {"replica_main.py", "batch_template.py", "batch_worker.py", "mlflow_score.py"}
+    assert {p.name for p in SCRIPTS} >= {
+        "replica_main.py", "batch_template.py", "batch_worker.py", "mlflow_score.py", "mlflow_batch.py",
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)

@@ -21,10 +21,13 @@ import pytest
 
 from deployflow.inference_server import InferenceServer, ServerStartError
 from deployflow.local.client import LocalRuntimeClient
+from deployflow.platform.batch import BatchInput, BatchJobSpec
+from deployflow.platform.specs import ModelRef
 from deployflow.runtime.environments import EnvironmentCache
 from deployflow.runtime.isolation import CHILD_USER, CHILD_USER_VARIABLE, child_user, model_python
 from tests.runtime.batch_support import job_document
 from tests.runtime.support import ENV_CACHE, SAMPLE_MODEL, RuntimeProcess
+from tests.validation.mlflow_models import ROWS, pyfunc_predict, save_iris_model, signature_columns
 
 pytestmark = pytest.mark.slow
 
@@ -340,6 +343,33 @@ def test_as_root_model_code_cannot_read_the_admin_token_or_the_state(
             assert 'POST /score HTTP/1.1" 200' in client.logs("probe", "blue")  # written through its descriptor
     finally:
         runtime.stop()
+
+
+@root_only
+def test_as_root_an_mlflow_batch_job_runs_deployflows_script_as_the_child_user(
+    reachable_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(CHILD_USER_VARIABLE, raising=False)
+    model = save_iris_model(reachable_tmp / "iris-mlflow")
+    inputs = reachable_tmp / "inputs"
+    inputs.mkdir()
+    with open(inputs / "a.csv", "w", newline="") as f:
+        csv.writer(f).writerows([signature_columns(model), *ROWS])
+    out = reachable_tmp / "out"
+    runtime = RuntimeProcess(reachable_tmp / "data", extra_args=["--model-python", str(SYSTEM_PYTHON)])
+    runtime.start()
+    try:
+        with runtime.client() as client:
+            client.register_model("iris", model, version="1")
+            spec = BatchJobSpec(name="mlflow-as-child", model=ModelRef("iris", "1"), package_path=str(model),
+                                scoring_script=None, input=BatchInput(str(inputs)), output_uri=str(out))  # fmt: skip
+            job = client.wait_for_job(client.submit_job(spec.to_dict())["id"], timeout_s=600)
+    finally:
+        runtime.stop()
+
+    assert job["status"] == "Completed", job["error"]
+    rows = list(csv.reader((out / "predictions.csv").read_text().splitlines()))
+    assert rows == [["a.csv", str(i), str(value)] for i, value in enumerate(pyfunc_predict(model, ROWS))]
 
 
 @root_only

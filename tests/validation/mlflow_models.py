@@ -13,6 +13,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from deployflow.runtime.environments import EnvironmentCache
 from tests.runtime.support import ENV_CACHE
 
@@ -63,6 +65,12 @@ def save_iris_model(folder: Path, *, input_example: bool = True) -> Path:
         check=True, capture_output=True,
     )  # fmt: skip
     return folder
+
+
+def signature_columns(folder: Path) -> list[str]:
+    """The input column names MLflow wrote into a saved model's signature (MLmodel)."""
+    mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
+    return [column["name"] for column in json.loads(mlmodel["signature"]["inputs"])]
 
 
 def pyfunc_predict(folder: Path, rows: list[list[float]]) -> list[Any]:

@@ -32,6 +32,7 @@ from deployflow.azureml.batch import (
     ENTRY_SCRIPT,
     ENTRY_SOURCE,
     FAILURES_TAG,
+    MLFLOW_SCRIPT,
     batch_job_state,
     build_batch_job,
     check_package,
@@ -40,8 +41,13 @@ from deployflow.azureml.batch import (
 )
 from deployflow.azureml.calls import RetryPolicy, call_sdk, platform_error, wait_for
 from deployflow.azureml.cluster import ensure_compute_cluster
-from deployflow.azureml.code import code_folder
-from deployflow.azureml.conda import PARALLEL_RUNTIME, conda_environment_from_file
+from deployflow.azureml.code import code_folder, scripts_folder
+from deployflow.azureml.conda import (
+    PARALLEL_RUNTIME,
+    conda_environment,
+    conda_environment_from_file,
+    read_requirements,
+)
 from deployflow.azureml.entities import (
     build_deployment,
     build_endpoint,
@@ -54,7 +60,7 @@ from deployflow.azureml.entities import (
 )
 from deployflow.azureml.parallel_entry import FAILED_SUFFIX, SKIPPED_SUFFIX
 from deployflow.azureml.traffic import check_traffic
-from deployflow.packages import MODEL_DIR, REQUIREMENTS, ModelPackage
+from deployflow.packages import MLFLOW_BATCH_SCRIPT, MODEL_DIR, REQUIREMENTS, ModelPackage
 from deployflow.platform.base import MLPlatform
 from deployflow.platform.batch import BatchJobSpec, BatchJobState
 from deployflow.platform.contract import CREATING, DEPLOYMENT_HEADER, JOB_COMPLETED, UPDATING
@@ -402,13 +408,25 @@ class AzureMLPlatform(MLPlatform):
     # batch scoring
     def submit_batch_job(self, spec: BatchJobSpec, *, storage_connection_string: str | None = None) -> BatchJobState:
         # Azure ML reads blobs through its datastores and URIs: a connection string is not needed
-        package = check_package(spec)
+        code = check_package(spec)
         try:
-            conda = conda_environment_from_file(package / REQUIREMENTS, extra_pip=PARALLEL_RUNTIME)
+            if code.mlflow:  # the environment that serves it: its requirements with mlflow-skinny and pandas
+                requirements = read_requirements(ModelPackage(code.package).serving_requirements())
+                conda = conda_environment(requirements, extra_pip=PARALLEL_RUNTIME)
+            else:
+                conda = conda_environment_from_file(code.package / REQUIREMENTS, extra_pip=PARALLEL_RUNTIME)
         except ValueError as e:
             raise PlatformError(f"batch job {spec.name}: {e}") from e
-        with code_folder(package, extra={ENTRY_SCRIPT: ENTRY_SOURCE}) as code:  # uploaded by the submission
-            job = build_batch_job(spec, code_path=code, conda=conda, failures_at=failures_uri(spec, uuid.uuid4().hex))
+        staged = (
+            scripts_folder(code.package.name, {ENTRY_SCRIPT: ENTRY_SOURCE, MLFLOW_SCRIPT: MLFLOW_BATCH_SCRIPT})
+            if code.mlflow
+            else code_folder(code.package, extra={ENTRY_SCRIPT: ENTRY_SOURCE})
+        )
+        with staged as code_path:  # uploaded by the submission
+            job = build_batch_job(
+                spec, code_path=code_path, conda=conda, failures_at=failures_uri(spec, uuid.uuid4().hex),
+                mlflow=code.mlflow,
+            )  # fmt: skip
             submitted = self._call(
                 lambda: self.ml_client.jobs.create_or_update(job, experiment_name=spec.name),
                 what=f"submit batch job {spec.name} of model {spec.model} on {spec.compute}",

@@ -14,11 +14,18 @@ mini-batch; an empty file is recorded as skipped. Once the job has completed, th
 the state's ``failed_files``, ``file_errors`` and ``skipped_files`` (the DAG quarantines the failed
 ones, as it does for the local runtime), and more failed files than ``error_threshold`` fail the
 job, for good (checked when the job ends: the parallel step cannot count rows against files).
+
+An MLflow model folder with no ``scoring_script`` is scored by deployflow's MLflow batch script
+(``runtime/child/mlflow_batch.py``, uploaded as ``deployflow_mlflow_batch.py`` beside the entry
+script; the folder is the registered ``mlflow_model``, so none of it is sent again as code), in an
+environment from the model's requirements with mlflow-skinny and pandas, as Azure ML's own MLflow
+batch deployments score such a model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +35,7 @@ from azure.ai.ml.entities import Environment, Job, PipelineJob, PipelineJobSetti
 from azure.ai.ml.parallel import RunFunction, parallel_run_function
 
 from deployflow.azureml.entities import BASE_IMAGE
-from deployflow.packages import REQUIREMENTS
+from deployflow.packages import MLFLOW_BATCH_SCRIPT, REQUIREMENTS, ModelPackage, ModelPackageError
 from deployflow.platform.batch import PREDICTIONS_FILE, BatchJobSpec, BatchJobState
 from deployflow.platform.contract import JOB_CANCELED, JOB_COMPLETED, JOB_FAILED
 from deployflow.platform.errors import PlatformError
@@ -42,6 +49,8 @@ MODEL_ARGUMENT = "--model_dir"
 #: deployflow's entry script in the step's code folder (the package's script is its argument)
 ENTRY_SCRIPT = "deployflow_parallel_entry.py"
 ENTRY_SOURCE = Path(__file__).with_name("parallel_entry.py")
+#: deployflow's MLflow batch script in the step's code folder, for an MLflow model that names none
+MLFLOW_SCRIPT = "deployflow_mlflow_batch.py"
 #: under the output folder, one folder per job of the error reports of the files that failed alone
 FAILURES_FOLDER = "_failed_files"
 #: the registered model as name:version, for the script's logs; its files are at --model_dir
@@ -64,20 +73,26 @@ _STATUSES = {
 }
 
 
-def build_batch_job(spec: BatchJobSpec, *, code_path: Path, conda: dict[str, Any], failures_at: str) -> PipelineJob:
+def build_batch_job(
+    spec: BatchJobSpec, *, code_path: Path, conda: dict[str, Any], failures_at: str, mlflow: bool = False
+) -> PipelineJob:
     """The pipeline job for a spec; ``code_path`` (the package's code and the entry script) is uploaded
-    as the step's code, and the files that fail alone are recorded under ``failures_at``."""
+    as the step's code, and the files that fail alone are recorded under ``failures_at``. For an MLflow
+    model (``mlflow``) the model is an ``mlflow_model`` input and the script is deployflow's."""
     if not spec.compute:
         raise PlatformError(
             f"batch job {spec.name} has no compute: Azure ML runs parallel steps on an AmlCompute cluster; "
             "set compute (AzureMLPlatform.ensure_batch_cluster creates one)"
         )
+    script = MLFLOW_SCRIPT if mlflow else spec.scoring_script
     step = parallel_run_function(
         name=STEP,
         inputs={
             DATA_INPUT: batch_input(spec),
             MODEL_INPUT: Input(
-                type=AssetTypes.CUSTOM_MODEL, path=f"azureml:{spec.model}", mode=InputOutputModes.DOWNLOAD
+                type=AssetTypes.MLFLOW_MODEL if mlflow else AssetTypes.CUSTOM_MODEL,
+                path=f"azureml:{spec.model}",
+                mode=InputOutputModes.DOWNLOAD,
             ),
         },
         outputs={
@@ -99,7 +114,7 @@ def build_batch_job(spec: BatchJobSpec, *, code_path: Path, conda: dict[str, Any
             entry_script=ENTRY_SCRIPT,
             environment=Environment(image=BASE_IMAGE, conda_file=conda),
             program_arguments=(
-                f"{MODEL_ARGUMENT} ${{{{inputs.{MODEL_INPUT}}}}} --deployflow_script {spec.scoring_script} "
+                f"{MODEL_ARGUMENT} ${{{{inputs.{MODEL_INPUT}}}}} --deployflow_script {script} "
                 f"--deployflow_failed ${{{{outputs.{FAILURES_OUTPUT}}}}} "
                 f"--deployflow_input ${{{{inputs.{DATA_INPUT}}}}}"
             ),
@@ -153,13 +168,25 @@ def failures_uri(spec: BatchJobSpec, token: str) -> str:
     return f"{spec.output_uri.rstrip('/')}/{FAILURES_FOLDER}/{token}"
 
 
-def check_package(spec: BatchJobSpec) -> Path:
-    """The package folder uploaded as the step's code, checked for the script and requirements."""
+@dataclass(frozen=True)
+class BatchCode:
+    """What a job's step runs: the package's own batch script, or, when ``mlflow``, deployflow's MLflow
+    one (then the code folder holds only the scripts: the model is the step's input)."""
+
+    package: Path
+    mlflow: bool
+
+
+def check_package(spec: BatchJobSpec) -> BatchCode:
+    """The package and its batch script (the named one, or the MLflow one), checked before any call."""
     package = Path(spec.package_path).resolve()
-    for required in (spec.scoring_script, REQUIREMENTS):
-        if not (package / required).is_file():
-            raise PlatformError(f"batch job {spec.name}: model package {package} has no {required}")
-    return package
+    if not (package / REQUIREMENTS).is_file():
+        raise PlatformError(f"batch job {spec.name}: model package {package} has no {REQUIREMENTS}")
+    try:
+        script = ModelPackage(package).batch_script(spec.scoring_script)
+    except ModelPackageError as e:
+        raise PlatformError(f"batch job {spec.name}: {e}") from e
+    return BatchCode(package, mlflow=script == MLFLOW_BATCH_SCRIPT)
 
 
 def job_status(value: object) -> str:

@@ -38,3 +38,15 @@ def code_folder(package: Path, *, extra: dict[str, Path] | None = None) -> Itera
         for name, source in (extra or {}).items():
             shutil.copyfile(source, target / name)
         yield target
+
+
+@contextmanager
+def scripts_folder(name: str, files: dict[str, Path]) -> Iterator[Path]:
+    """A temporary folder named ``name`` holding only ``files`` (by name): the code of a step whose model
+    is the whole package (an MLflow folder), so nothing of it is uploaded twice."""
+    with tempfile.TemporaryDirectory(prefix="deployflow-code-") as temporary:
+        target = Path(temporary) / name
+        target.mkdir()
+        for file_name, source in files.items():
+            shutil.copyfile(source, target / file_name)
+        yield target

@@ -15,6 +15,7 @@ from typing import Any
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from deployflow.packages import ModelPackage
 from deployflow.platform.batch import JOB_NAME
 from deployflow.platform.specs import ModelRef
 
@@ -85,7 +86,8 @@ class BatchUseCase(_Strict):
     model: str
     register_model: bool = False
     package_path: str
-    scoring_script: str = Field(min_length=1)
+    #: the package's batch script; None for an MLflow model folder (deployflow's MLflow batch script scores it)
+    scoring_script: str | None = Field(default=None, min_length=1)
     input: BlobFolder
     output: BlobFolder
     mini_batch_size: int = Field(default=10, ge=1)
@@ -169,8 +171,13 @@ def load_use_case(path: Path, *, repo_root: Path = REPO_ROOT) -> BatchUseCase:
         raise ConfigError("\n".join(problems)) from None
     package = Path(use_case.package_path)
     package = package if package.is_absolute() else (repo_root / package).resolve()
-    if not (package / use_case.scoring_script).is_file():
+    if use_case.scoring_script is not None and not (package / use_case.scoring_script).is_file():
         raise ConfigError(f"{path}: scoring_script: {package / use_case.scoring_script} does not exist")
+    if use_case.scoring_script is None and not ModelPackage(package).is_mlflow:
+        raise ConfigError(
+            f"{path}: scoring_script: missing, and {package} is not an MLflow model folder (MLmodel, no score.py); "
+            "name the package's batch script (init() and run(mini_batch))"
+        )
     return use_case.model_copy(update={"package_path": str(package)})
 
 

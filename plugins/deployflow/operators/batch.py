@@ -232,7 +232,8 @@ class BatchScoringOperator(MLPlatformOperator):
 
     Submits the job, pushes its id to XCom (key ``batch_job``), then waits for it in the
     triggerer when ``deferrable``. A Failed or Canceled job fails the task with the job's
-    error; a killed task cancels its job. Returns the job's final state.
+    error; a killed task cancels its job. Returns the job's final state. With no ``scoring_script``
+    the package must be an MLflow model, which the platform scores with its own MLflow batch script.
     """
 
     template_fields: Sequence[str] = (
@@ -260,7 +261,7 @@ class BatchScoringOperator(MLPlatformOperator):
         job_name: str,
         model: str,
         package_path: str,
-        scoring_script: str,
+        scoring_script: str | None = None,
         input_container: str,
         input_prefix: str,
         output_container: str,

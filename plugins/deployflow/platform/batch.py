@@ -4,7 +4,9 @@ Azure ML runs it as a pipeline job with ``parallel_run_function`` on an ``AmlCom
 cluster; the local runtime runs it on a pool of worker processes. Both take the same spec:
 a scoring script in Azure ML's batch contract (``init()``, ``run(mini_batch)`` returning
 rows), files from a folder or a blob prefix, ``append_row`` output into ``predictions.csv``
-and a per-job summary.
+and a per-job summary. An MLflow model folder needs no script: with ``scoring_script`` left
+empty, both run deployflow's own (``runtime/child/mlflow_batch.py``), as Azure ML's MLflow batch
+deployments do.
 """
 
 from __future__ import annotations
@@ -46,13 +48,14 @@ class BatchJobSpec(_Spec):
 
     ``error_threshold`` is the number of failed items tolerated before the job fails (-1:
     any number, as in Azure ML); each mini-batch is retried ``max_retries`` times and may take
-    ``timeout_s`` seconds per attempt.
+    ``timeout_s`` seconds per attempt. ``scoring_script`` is None (or empty) only for an MLflow
+    model package, scored by the platform's MLflow batch script.
     """
 
     name: str
     model: ModelRef
     package_path: str
-    scoring_script: str
+    scoring_script: str | None
     input: BatchInput
     output_uri: str
     mini_batch_size: int = 10
@@ -67,6 +70,7 @@ class BatchJobSpec(_Spec):
     _nested: ClassVar[dict[str, type[_Spec]]] = {"model": ModelRef, "input": BatchInput}
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "scoring_script", self.scoring_script or None)
         if not JOB_NAME.match(self.name):
             raise ValueError(f"batch job name {self.name!r} must be letters, digits, '-' or '_' (at most 255)")
         if self.mini_batch_size < 1:

@@ -208,7 +208,9 @@ class JobSpec(Strict):
     name: str = Field(pattern=JOB_NAME_PATTERN)
     model: JobModel
     package_path: str = Field(description="folder holding the scoring script and requirements.txt")
-    scoring_script: str
+    scoring_script: str | None = Field(
+        default=None, description="the package's batch script; none for an MLflow model (the platform's is run)"
+    )
     input: JobInput
     output_uri: str
     mini_batch_size: int = Field(default=10, ge=1)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployflow.platform.batch import PREDICTIONS_FILE, SUMMARY_FILE
+from deployflow.runtime.child import CHILD_SCRIPTS
 from deployflow.runtime.isolation import ChildUser, hand_over
 from deployflow.runtime.jobs.blob_io import fetch, list_files, parse_location, publish
 from deployflow.runtime.jobs.templates import WorkerTemplates
@@ -256,7 +257,11 @@ class JobRun:
         assert self.user is not None
         package = self.plan.work_dir / "package"
         shutil.rmtree(package, ignore_errors=True)
-        shutil.copytree(self.plan.script.parent, package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        if self.plan.script.parent == CHILD_SCRIPTS:  # the platform's MLflow script: it reads only the model
+            package.mkdir(parents=True)
+            shutil.copyfile(self.plan.script, package / self.plan.script.name)
+        else:
+            shutil.copytree(self.plan.script.parent, package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         hand_over(self.plan.work_dir, self.user)
         self.plan = dataclasses.replace(self.plan, script=package / self.plan.script.name)
 

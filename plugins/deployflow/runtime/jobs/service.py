@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from deployflow.packages import MLFLOW_BATCH_SCRIPT, ModelPackage, ModelPackageError
 from deployflow.runtime.config import RuntimeConfig
 from deployflow.runtime.environments import EnvironmentBuildError, EnvironmentCache
 from deployflow.runtime.errors import Conflict, Invalid, NotFound, invalid_fields
@@ -116,9 +117,12 @@ class JobService:
         except NotFound as e:
             raise Invalid(str(e)) from e
         package = Path(spec.package_path)
-        script = package / spec.scoring_script
-        if not script.is_file():
-            raise Invalid(f"scoring script {script} not found; package_path must be a folder the runtime can read")
+        if not package.is_dir():
+            raise Invalid(f"package {package} not found; package_path must be a folder the runtime can read")
+        try:
+            ModelPackage(package).batch_script(spec.scoring_script)
+        except ModelPackageError as e:
+            raise Invalid(str(e)) from e
         if not (package / "requirements.txt").is_file():
             raise Invalid(f"package {package} has no requirements.txt; the job's environment is built from it")
         try:
@@ -173,7 +177,7 @@ class JobService:
         work_dir = self._work_dir(job.id)
         try:
             job_log.info("preparing the model environment from %s", package / "requirements.txt")
-            python = await asyncio.to_thread(self.environments.ensure, package / "requirements.txt")
+            python = await asyncio.to_thread(self._environment, package)
             wanted = job.instance_count * job.max_concurrency_per_instance
             if not self.slots.available_now(wanted):
                 job.status = JobStatus.QUEUED
@@ -186,7 +190,10 @@ class JobService:
                                     wanted, self.slots.capacity, granted)  # fmt: skip
                 job.status, job.started_at = JobStatus.RUNNING, _now()
                 self._persist(job)
-                plan = JobPlan(python, package / job.scoring_script, model_dir, work_dir, self._log_dir(job.id))
+                script = ModelPackage(package).batch_script(job.scoring_script)
+                if script == MLFLOW_BATCH_SCRIPT:
+                    job_log.info("MLflow model with no scoring script: scoring with %s", script.name)
+                plan = JobPlan(python, script, model_dir, work_dir, self._log_dir(job.id))
                 record.run = JobRun(job, plan, record.connection_string, job_log, templates=self.templates,
                                     log_cap_bytes=self.config.log_cap_bytes, max_slots=granted,
                                     user=self.user)  # fmt: skip
@@ -197,7 +204,7 @@ class JobService:
             self._finish(job, JobStatus.CANCELED, "canceled on request", job_log)
         except JobFailed as e:
             self._finish(job, JobStatus.FAILED, str(e), job_log, retryable=e.retryable)
-        except EnvironmentBuildError as e:  # the requirements do not install: the same next time
+        except (EnvironmentBuildError, ModelPackageError) as e:  # the package is at fault: the same next time
             self._finish(job, JobStatus.FAILED, str(e), job_log, retryable=False)
         except (StorageError, OSError) as e:
             self._finish(job, JobStatus.FAILED, str(e), job_log, retryable=True)
@@ -223,6 +230,14 @@ class JobService:
             job_log.info("%s: %d item(s) scored, %d failed", status.value, job.summary.succeeded, job.summary.failed)
 
     # ---- helpers ---------------------------------------------------------------------
+
+    def _environment(self, package: Path) -> Path:
+        """The job's interpreter: the package's requirements, or, for an MLflow model, what serves it
+        (its requirements with mlflow-skinny and pandas: the same environment its replicas run in)."""
+        model_package = ModelPackage(package)
+        if model_package.is_mlflow:
+            return self.environments.ensure_requirements(model_package.serving_requirements())
+        return self.environments.ensure(package / "requirements.txt")
 
     def _record(self, job_id: str) -> JobRecord:
         try:
