@@ -49,3 +49,18 @@ def test_uv_is_used_when_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     if UV:
         monkeypatch.setenv("DEPLOYFLOW_UV", UV)
         assert find_uv() == UV
+
+
+def test_deployflow_installer_pip_builds_model_environments_with_pip_even_with_uv_at_hand(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for the project's own venv: a machine whose index settings are pip's (uv reads none of them)."""
+    uv = tmp_path / "uv"
+    uv.write_text("#!/bin/sh\nexit 1\n")
+    uv.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("DEPLOYFLOW_UV", str(uv))
+    assert find_uv() == str(uv)
+    monkeypatch.setenv("DEPLOYFLOW_INSTALLER", "pip")
+    assert find_uv() is None
+    assert EnvironmentCache(tmp_path / "envs").uv is None

@@ -38,7 +38,11 @@ def environment_key(requirements: str, python: str = sys.executable) -> str:
 
 def find_uv() -> str | None:
     """uv, when there is one (``DEPLOYFLOW_UV``, set by ``./dev``, or on PATH): it builds a model
-    environment several times faster than venv + pip, from the same requirements."""
+    environment several times faster than venv + pip, from the same requirements. None when
+    ``DEPLOYFLOW_INSTALLER=pip`` asks for pip (uv reads its own ``UV_*`` settings, not pip's
+    ``PIP_*`` variables or pip.conf, so a machine configured for pip alone builds with pip)."""
+    if os.environ.get("DEPLOYFLOW_INSTALLER", "").strip().lower() == "pip":
+        return None
     configured = os.environ.get("DEPLOYFLOW_UV", "")
     if configured and Path(configured).is_file():
         return configured
