@@ -50,6 +50,15 @@ def drop_and_watch(api: AirflowApi, case: BatchUseCase, storage: BlobServiceClie
     print("  " + "\n  ".join(lines[:3]) + f"\n  ... {len(lines)} rows")
 
 
+# How a run of the batch DAG began, in the demo's words (Airflow's run_type values).
+RUN_TYPES = {
+    "asset_triggered": "by the file's asset event",
+    "scheduled": "by the DAG's schedule: Airflow's first run of it, or the cron's",
+    "manual": "by hand",
+    "backfill": "by a backfill",
+}
+
+
 def _wait_until_taken(
     api: AirflowApi, case: BatchUseCase, storage: BlobServiceClient, blob_name: str, etag: str, known: set[str]
 ) -> Entry:
@@ -65,7 +74,8 @@ def _wait_until_taken(
         for run in api.runs(case.dag_id):
             if run["dag_run_id"] not in known | followed:
                 followed.add(run["dag_run_id"])
-                print(f"batch: run {run['dag_run_id']} started by {run.get('run_type', 'an event')}", flush=True)
+                why = RUN_TYPES.get(run.get("run_type"), f"a {run.get('run_type')} run")
+                print(f"batch: run {run['dag_run_id']} started ({why}); it lists the new files itself", flush=True)
                 api.follow(case.dag_id, run["dag_run_id"], "batch run")
                 deadline = max(deadline, time.monotonic() + 10)  # its manifest write is its last step
         time.sleep(2)

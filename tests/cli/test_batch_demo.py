@@ -48,7 +48,9 @@ def storage(azurite: str) -> Iterator[BlobServiceClient]:  # noqa: F811 - the fi
             service.delete_container(container.name)
 
 
-def take_when_dropped(storage: BlobServiceClient, *, failed: bool) -> threading.Thread:
+def take_when_dropped(
+    storage: BlobServiceClient, *, failed: bool, listed: threading.Event | None = None
+) -> threading.Thread:
     """Play the run left over from an earlier `./dev up`: it lists the prefix itself, takes the file once
     it is there, and records it in the manifest (scored with predictions, or failed with its reason)."""
     case = use_case()
@@ -62,6 +64,8 @@ def take_when_dropped(storage: BlobServiceClient, *, failed: bool) -> threading.
                 break
             except Exception:  # noqa: BLE001 - not uploaded yet
                 time.sleep(0.2)
+        if listed is not None:  # the run has been listed by the demo before it records the file
+            listed.wait(30)
         blob = BlobRef(name, etag.strip('"'))
         out = f"{case.output.prefix}/{LEFTOVER_RUN}"
         output_uri = f"blob://{case.output.container}/{out}"
@@ -114,3 +118,32 @@ def test_a_file_an_earlier_run_failed_is_dropped_again_and_its_failure_named(sto
     with pytest.raises(SystemExit, match="was failed by run .*'abc' in column age is not a number"):
         batch_demo.drop_and_watch(Runs(), case, storage, SAMPLE)
     taker.join()
+
+
+class FirstScheduledRun(Runs):
+    """No run before the drop; then the DAG's first scheduled run (Airflow's one catch-up) appears and takes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+        self.listed = threading.Event()
+
+    def runs(self, dag_id: str) -> list[dict]:
+        self.asked += 1
+        if self.asked == 1:
+            return []
+        self.listed.set()
+        return [{"dag_run_id": LEFTOVER_RUN, "run_type": "scheduled"}]
+
+
+def test_a_run_the_schedule_started_is_named_for_what_started_it(
+    storage: BlobServiceClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = FirstScheduledRun()
+    taker = take_when_dropped(storage, failed=False, listed=runs.listed)
+    batch_demo.drop_and_watch(runs, use_case(), storage, SAMPLE)
+    taker.join()
+
+    out = capsys.readouterr().out
+    assert f"batch: run {LEFTOVER_RUN} started (by the DAG's schedule: Airflow's first run of it" in out
+    assert runs.followed == [LEFTOVER_RUN]
